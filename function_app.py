@@ -1,0 +1,76 @@
+"""Azure Functions entry point (Python v2 model): one HTTP trigger per SCIM endpoint, routing only.
+
+Each function adapts the Functions request into a :class:`scim.messages.ScimRequest`, lets the shared handler layer
+answer, and adapts the answer back. ``host.json`` sets ``routePrefix`` to "", so the tenant URL an admin pastes into
+Entra is ``https://<app>.azurewebsites.net/scim/v2``. Functions are anonymous: the app checks the bearer token itself,
+because Entra sends ``Authorization: Bearer`` and no function key.
+"""
+
+from urllib.parse import urlsplit
+
+import azure.functions as func
+
+from scim.dispatch import shared_endpoint
+from scim.messages import ScimRequest
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+BASE_PATH = "scim/v2"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def _serve(req: func.HttpRequest, endpoint: str) -> func.HttpResponse:
+    request = ScimRequest(
+        method=req.method,
+        endpoint=endpoint,
+        resource_id=req.route_params.get("id"),
+        query=dict(req.params),
+        headers=dict(req.headers),
+        body=req.get_body() or b"",
+        base_url=_base_url(req.url),
+    )
+    response = await shared_endpoint().handle(request)
+    return func.HttpResponse(body=response.body_bytes(), status_code=response.status, headers=response.all_headers())
+
+
+def _base_url(url: str) -> str:
+    """The SCIM base URL as the client addressed it, for ``meta.location`` and ``Location``."""
+    parts = urlsplit(url)
+    index = parts.path.lower().find(f"/{BASE_PATH.lower()}")
+    path = parts.path[: index + len(BASE_PATH) + 1] if index >= 0 else f"/{BASE_PATH}"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+@app.route(route=f"{BASE_PATH}/Users", methods=ALL_METHODS)
+async def users(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Users")
+
+
+@app.route(route=f"{BASE_PATH}/Users/{{id}}", methods=ALL_METHODS)
+async def user(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Users")
+
+
+@app.route(route=f"{BASE_PATH}/ServiceProviderConfig", methods=ALL_METHODS)
+async def service_provider_config(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "ServiceProviderConfig")
+
+
+@app.route(route=f"{BASE_PATH}/Schemas", methods=ALL_METHODS)
+async def schemas(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Schemas")
+
+
+@app.route(route=f"{BASE_PATH}/Schemas/{{id}}", methods=ALL_METHODS)
+async def schema(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Schemas")
+
+
+@app.route(route=f"{BASE_PATH}/ResourceTypes", methods=ALL_METHODS)
+async def resource_types(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "ResourceTypes")
+
+
+@app.route(route=f"{BASE_PATH}/ResourceTypes/{{id}}", methods=ALL_METHODS)
+async def resource_type(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "ResourceTypes")

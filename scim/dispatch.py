@@ -1,0 +1,164 @@
+"""The one entry point of the handler layer: authenticate, route a :class:`ScimRequest` to its operation, and turn
+every outcome (including the unexpected) into a SCIM response with one structured log line."""
+
+import json
+import logging
+import time
+from typing import Any
+
+from scim import errors
+from scim.auth import authenticate
+from scim.errors import ScimError
+from scim.messages import ScimRequest, ScimResponse
+from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
+from scim.service import LIST_RESPONSE_SCHEMA, Rendered, UserService
+from scim.settings import ConfigurationError, Settings, current_settings
+from scim.store.tables import TableStore
+
+log = logging.getLogger("scim.request")
+_JSON_MEDIA_TYPES = ("application/scim+json", "application/json")
+_USER_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
+
+
+class ScimEndpoint:
+    """Settings, the store and the service for one process; built once, on the first request."""
+
+    def __init__(self, settings: Settings, store: TableStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.users = UserService(store)
+
+    async def handle(self, request: ScimRequest) -> ScimResponse:
+        started = time.perf_counter()
+        tenant = "-"
+        try:
+            tenant = authenticate(request.header("Authorization"), self.settings.bearer_tokens)
+            response = await self._route(tenant, request)
+        except ScimError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.endpoint)
+            response = error_response(ScimError(500, "Internal error"))
+        _log(request, response, tenant, started)
+        return response
+
+    async def _route(self, tenant: str, request: ScimRequest) -> ScimResponse:
+        endpoint = request.endpoint.lower()
+        if endpoint == "users":
+            return await self._users(tenant, request)
+        if endpoint in ("serviceproviderconfig", "schemas", "resourcetypes"):
+            return self._discovery(endpoint, request)
+        raise errors.not_found("Unknown endpoint")
+
+    async def _users(self, tenant: str, request: ScimRequest) -> ScimResponse:
+        method, rid = request.method.upper(), request.resource_id
+        allowed = _USER_METHODS["item" if rid else "collection"]
+        if method not in allowed:
+            raise ScimError(405, f"{method} is not supported here", headers={"Allow": ", ".join(allowed)})
+        users, base, if_match = self.users, request.base_url, request.header("If-Match")
+        if method == "GET" and rid:
+            return _resource(200, await users.get(tenant, rid, request.query, base))
+        if method == "GET":
+            return ScimResponse(200, await users.query(tenant, request.query, base))
+        if method == "POST":
+            rendered = await users.create(tenant, _json_body(request), base)
+            return _resource(201, rendered, {"Location": rendered.document["meta"]["location"]})
+        assert rid is not None
+        if method == "PUT":
+            return _resource(200, await users.replace(tenant, rid, _json_body(request), if_match, base))
+        if method == "PATCH":
+            return _resource(200, await users.patch(tenant, rid, _json_body(request), if_match, base))
+        await users.delete(tenant, rid, if_match)
+        return ScimResponse(204)
+
+    def _discovery(self, endpoint: str, request: ScimRequest) -> ScimResponse:
+        if request.method.upper() != "GET":
+            raise ScimError(405, "Discovery endpoints are read-only", headers={"Allow": "GET"})
+        base = request.base_url
+        if endpoint == "serviceproviderconfig":
+            return ScimResponse(200, service_provider_config(base))
+        documents = schema_documents(base) if endpoint == "schemas" else resource_type_documents(base)
+        if request.resource_id:
+            wanted = request.resource_id.lower()
+            match = next((doc for doc in documents if str(doc["id"]).lower() == wanted), None)
+            if match is None:
+                raise errors.not_found("No such schema or resource type")
+            return ScimResponse(200, match)
+        return ScimResponse(
+            200,
+            {
+                "schemas": [LIST_RESPONSE_SCHEMA],
+                "totalResults": len(documents),
+                "startIndex": 1,
+                "itemsPerPage": len(documents),
+                "Resources": documents,
+            },
+        )
+
+
+class UnconfiguredEndpoint:
+    """Stands in when the settings are unsafe: every request is refused, the endpoint never runs open."""
+
+    def __init__(self, problem: ConfigurationError) -> None:
+        self.problem = problem
+
+    async def handle(self, request: ScimRequest) -> ScimResponse:
+        log.error("refusing %s %s: %s", request.method, request.endpoint, self.problem)
+        return error_response(errors.ScimError(503, "The SCIM endpoint is not configured"))
+
+
+_shared: ScimEndpoint | UnconfiguredEndpoint | None = None
+
+
+def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
+    """The process-wide endpoint: one Table client (one HTTP session) reused by every invocation."""
+    global _shared
+    if _shared is None:
+        try:
+            settings = current_settings()
+        except ConfigurationError as problem:
+            return UnconfiguredEndpoint(problem)
+        store = TableStore.from_settings(
+            settings.storage_connection_string, settings.storage_table_uri, settings.table_prefix
+        )
+        _shared = ScimEndpoint(settings, store)
+    return _shared
+
+
+def error_response(exc: ScimError) -> ScimResponse:
+    return ScimResponse(exc.status, exc.body(), dict(exc.headers))
+
+
+def _resource(status: int, rendered: Rendered, headers: dict[str, str] | None = None) -> ScimResponse:
+    response_headers = {"ETag": rendered.etag} if rendered.etag else {}
+    response_headers.update(headers or {})
+    return ScimResponse(status, rendered.document, response_headers)
+
+
+def _json_body(request: ScimRequest) -> Any:
+    content_type = (request.header("Content-Type") or "application/scim+json").split(";")[0].strip().lower()
+    if content_type not in _JSON_MEDIA_TYPES:
+        raise ScimError(415, "Send application/scim+json or application/json")
+    if len(request.body) > MAX_PAYLOAD_BYTES:
+        raise errors.too_large(f"The request body may be at most {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        return json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise errors.invalid_syntax("The request body is not valid JSON") from exc
+
+
+def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: float) -> None:
+    resource = "item" if request.resource_id else "collection"
+    log.info(
+        json.dumps(
+            {
+                "event": "scim.request",
+                "method": request.method.upper(),
+                "endpoint": request.endpoint,
+                "target": resource,
+                "tenant": tenant,
+                "status": response.status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+    )

@@ -1,0 +1,150 @@
+"""Entra's request shapes that scim2-models does not read as Entra means them, rewritten into RFC 7644 form.
+
+Every quirk lives here, in front of the library, instead of as special cases through the service. The shapes are
+catalogued in ``shared/research/entra-client.md`` (§29-32 for PATCH, §20 for POST):
+
+- the enterprise ``manager`` as a bare id string, a one-element list, ``{"Value": …}``, or ``""``/``null`` to clear it;
+- a single-valued attribute sent as ``[{"$ref": null, "value": x}]``;
+- ``"value": ""`` or ``null`` on ``add``/``replace``, meaning "clear this attribute";
+- path-less ``add``/``replace`` whose value keys are attribute paths (``name.givenName``, full extension URNs);
+- ``remove`` of the manager through a ``manager[value eq "…"]`` filter.
+
+Case-insensitive ``op`` values, ``"True"``/``"False"`` strings, Entra's value-path filters and value-list removes
+are already handled by scim2-models under :data:`scim.schemas.ENTRA_POLICY`.
+"""
+
+import re
+from typing import Any
+
+from scim.errors import invalid_path, invalid_syntax, invalid_value
+from scim.schemas import ENTERPRISE_SCHEMA
+
+_MANAGER_PATH = re.compile(
+    rf"^(?:{re.escape(ENTERPRISE_SCHEMA)}:)?manager(?:\[[^\]]*\])?(?:\.value)?$",
+    re.IGNORECASE,
+)
+_MULTI_VALUED = {
+    "emails", "phonenumbers", "ims", "photos", "addresses", "groups", "entitlements", "roles",
+    "x509certificates", "members",
+}  # fmt: skip
+MAX_OPERATIONS = 100
+"""The most operations one PATCH may carry; Entra sends a handful."""
+
+
+def normalise_resource(body: Any) -> dict[str, Any]:
+    """Rewrite a POST/PUT body into the form the models validate."""
+    if not isinstance(body, dict):
+        raise invalid_syntax("The request body must be a JSON object")
+    body = dict(body)
+    for key, block in list(body.items()):
+        if key.lower() == ENTERPRISE_SCHEMA.lower() and isinstance(block, dict):
+            body[key] = _normalise_enterprise(block)
+    return body
+
+
+def _normalise_enterprise(block: dict[str, Any]) -> dict[str, Any]:
+    block = dict(block)
+    for key in [k for k in block if k.lower() == "manager"]:
+        manager = _manager_object(block.pop(key))
+        if manager is not None:
+            block["manager"] = manager
+    return block
+
+
+def _manager_object(value: Any) -> dict[str, Any] | None:
+    """The manager in RFC object form, or None when the value means "no manager"."""
+    if isinstance(value, list):
+        if len(value) > 1:
+            raise invalid_value("manager is single-valued")
+        value = value[0] if value else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return {"value": value}
+    if isinstance(value, dict):
+        lowered = {k.lower(): v for k, v in value.items()}
+        if lowered.get("value") in (None, ""):
+            return None
+        return value
+    raise invalid_value("manager must be an id or an object with a value")
+
+
+def normalise_patch(body: Any) -> dict[str, Any]:
+    """Rewrite a PatchOp body so that each operation means what Entra meant by it."""
+    if not isinstance(body, dict):
+        raise invalid_syntax("The request body must be a JSON object")
+    operations_key = next((k for k in body if k.lower() == "operations"), None)
+    operations = body.get(operations_key) if operations_key else None
+    if not isinstance(operations, list) or not operations:
+        raise invalid_syntax("A PatchOp needs a non-empty Operations list")
+    if len(operations) > MAX_OPERATIONS:
+        raise invalid_value(f"A PATCH may carry at most {MAX_OPERATIONS} operations")
+    rewritten: list[dict[str, Any]] = []
+    for operation in operations:
+        rewritten.extend(_normalise_operation(operation))
+    body = {k: v for k, v in body.items() if k != operations_key}
+    body["Operations"] = rewritten
+    return body
+
+
+def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
+    if not isinstance(operation, dict):
+        raise invalid_syntax("Each PATCH operation must be a JSON object")
+    lowered = {k.lower(): v for k, v in operation.items()}
+    op = lowered.get("op")
+    if not isinstance(op, str):
+        raise invalid_syntax("Each PATCH operation needs an 'op'")
+    op = op.lower()
+    path = lowered.get("path")
+    has_value = "value" in lowered
+    value = lowered.get("value")
+    if path is None and op in ("add", "replace") and isinstance(value, dict):
+        return [_normalise_path_operation(op, key, item, True) for key, item in value.items()]
+    if path is not None and not isinstance(path, str):
+        raise invalid_path("'path' must be a string")
+    if path is None:
+        return [_without_none({"op": op, "value": value} if has_value else {"op": op})]
+    return [_normalise_path_operation(op, path, value, has_value)]
+
+
+def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> dict[str, Any]:
+    if _MANAGER_PATH.match(path):
+        return _manager_operation(op, value)
+    if op in ("add", "replace") and (value is None or value == ""):
+        return {"op": "remove", "path": path}
+    if op in ("add", "replace") and _is_single_valued(path):
+        value = _unwrap_value_list(value)
+    operation: dict[str, Any] = {"op": op, "path": path}
+    if has_value:
+        operation["value"] = value
+    return operation
+
+
+def _manager_operation(op: str, value: Any) -> dict[str, Any]:
+    path = f"{ENTERPRISE_SCHEMA}:manager"
+    if op == "remove":
+        return {"op": "remove", "path": path}
+    manager = _manager_object(value)
+    if manager is None:
+        return {"op": "remove", "path": path}
+    return {"op": "replace", "path": path, "value": manager}
+
+
+def _is_single_valued(path: str) -> bool:
+    if "[" in path:
+        return True
+    name = path.rsplit(":", 1)[-1].split(".", 1)[0].lower()
+    return name not in _MULTI_VALUED
+
+
+def _unwrap_value_list(value: Any) -> Any:
+    """``[{"$ref": null, "value": x}]`` on a single-valued attribute is the legacy spelling of ``x``."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        keys = {k.lower() for k in value[0]}
+        if "value" in keys and keys <= {"value", "$ref", "display"}:
+            return next(v for k, v in value[0].items() if k.lower() == "value")
+    return value
+
+
+def _without_none(operation: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in operation.items() if v is not None}

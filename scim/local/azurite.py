@@ -1,0 +1,59 @@
+"""Start and stop Azurite's Table service from ``node_modules`` (``npm ci`` installs the pinned 3.35.0)."""
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def connection_string(port: int, host: str = "127.0.0.1") -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"TableEndpoint=http://{host}:{port}/{ACCOUNT};"
+    )
+
+
+def free_port() -> int:
+    """A port nobody listens on now; Azurite 3.35.0 cannot report the port it picked for ``--tablePort 0``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start(port: int, data_dir: Path | None = None, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Run Azurite (telemetry off), in memory or persisting to ``data_dir``, and wait until it accepts connections."""
+    binary = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} is missing: run `npm ci` in {REPO_ROOT}")
+    command = [str(binary), "--silent", "--disableTelemetry", "--tableHost", "127.0.0.1", "--tablePort", str(port)]
+    if data_dir is None:
+        command.append("--inMemoryPersistence")
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--location", str(data_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"Azurite exited: {output}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    stop(process)
+    raise TimeoutError(f"Azurite did not listen on port {port} within {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,117 @@
+"""A local stand-in for the Azure Functions host: it serves the functions ``function_app.py`` registers.
+
+Core Tools cannot be installed everywhere (its installer downloads a binary). This host reads each function's own
+binding (route, methods), prefixes routes with ``host.json``'s ``routePrefix``, builds real
+``azure.functions.HttpRequest`` objects and returns the functions' ``HttpResponse``s, so what runs locally is what
+Azure runs. Routes match case-insensitively, as the Functions host's ASP.NET routing does.
+"""
+
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from aiohttp import web
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_PARAMETER = re.compile(r"\{(\w+)(?::[^}?]+)?(\?)?\}")
+
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP function: the compiled route template, its methods and the user function."""
+
+    name: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    handler: Handler
+
+
+def load_local_settings(root: Path = REPO_ROOT) -> None:
+    """Like ``func start``: ``local.settings.json`` Values become environment variables unless already set."""
+    path = root / "local.settings.json"
+    if path.exists():
+        for name, value in json.loads(path.read_text()).get("Values", {}).items():
+            os.environ.setdefault(name, str(value))
+
+
+def route_prefix(root: Path = REPO_ROOT) -> str:
+    host = json.loads((root / "host.json").read_text())
+    return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
+
+
+def discover_routes(app_module: str = "function_app", root: Path = REPO_ROOT) -> list[Route]:
+    """Every HTTP-triggered function the app registers, with the route the Functions host would give it."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    app = importlib.import_module(app_module).app
+    prefix = route_prefix(root)
+    routes = []
+    for function in app.get_functions():
+        binding = next(b for b in json.loads(function.get_function_json())["bindings"] if b["type"] == "httpTrigger")
+        template = "/".join(part for part in (prefix, binding.get("route") or function.get_function_name()) if part)
+        methods = frozenset(m.upper() for m in binding.get("methods") or ("GET", "POST", "PUT", "PATCH", "DELETE"))
+        routes.append(Route(function.get_function_name(), _compile(template), methods, function.get_user_function()))
+    return routes
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pattern, position = "", 0
+    for match in _PARAMETER.finditer(template):
+        pattern += re.escape(template[position : match.start()])
+        name, optional = match.group(1), match.group(2)
+        pattern += f"(?P<{name}>[^/]+)" + ("?" if optional else "")
+        position = match.end()
+    pattern += re.escape(template[position:])
+    return re.compile(f"^/{pattern}/?$", re.IGNORECASE)
+
+
+def build_app(routes: list[Route]) -> web.Application:
+    """An aiohttp application that hands each request to the function whose route and method it matches."""
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        for route in routes:
+            match = route.pattern.match(request.path)
+            if match and request.method.upper() in route.methods:
+                response = await route.handler(await _functions_request(request, match.groupdict()))
+                return _aiohttp_response(response)
+        return web.Response(status=404)
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+async def _functions_request(request: web.Request, route_params: dict[str, Any]) -> func.HttpRequest:
+    params: dict[str, str] = {}
+    for name, value in request.query.items():
+        params.setdefault(name, value)
+    return func.HttpRequest(
+        method=request.method,
+        url=str(request.url),
+        headers=dict(request.headers),
+        params=params,
+        route_params={k: v for k, v in route_params.items() if v is not None},
+        body=await request.read(),
+    )
+
+
+def _aiohttp_response(response: func.HttpResponse) -> web.Response:
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status_code, body=response.get_body(), headers=headers)
+
+
+def serve(host: str, port: int) -> None:
+    """Serve until interrupted."""
+    routes = discover_routes()
+    for route in routes:
+        print(f"  {route.name}: [{','.join(sorted(route.methods))}] {route.pattern.pattern}")
+    web.run_app(build_app(routes), host=host, port=port, print=lambda line: print(line, flush=True))

@@ -1,0 +1,134 @@
+"""The resource models this endpoint serves, and the discovery documents that describe them truthfully.
+
+scim2-models gives the RFC 7643 models; the subclasses here loosen the two places where its strictness would
+transform or refuse data Entra sends: e-mail values are stored exactly as sent (the library would lower-case the
+domain and refuse addresses it cannot parse), and the manager's ``$ref`` is optional (Entra sends only ``value``).
+"""
+
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import Field
+from scim2_models import (
+    AuthenticationScheme,
+    Bulk,
+    ChangePassword,
+    Context,
+    Email,
+    EnterpriseUser,
+    ETag,
+    Filter,
+    Manager,
+    Meta,
+    Patch,
+    Reference,
+    Required,
+    ResourceType,
+    SchemaExtension,
+    ScimPolicy,
+    ServiceProviderConfig,
+    Sort,
+    User,
+)
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+MAX_RESULTS = 200
+"""The most resources one list page returns (``filter.maxResults``); a larger ``count`` is clamped to it."""
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""The largest request body accepted; advertised as ``bulk.maxPayloadSize``."""
+
+ENTRA_POLICY = ScimPolicy(
+    unknown=ScimPolicy.Unknown.ignore,
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
+"""How much this endpoint tolerates: attributes no schema declares are dropped, Entra's ``remove`` with a value list
+removes those values, and a PATCH path filter that matches nothing creates the entry it describes."""
+
+
+class StoredEmail(Email):
+    """An e-mail kept verbatim: Entra's tutorial asks that values are stored in the format they were sent."""
+
+    value: str | None = None
+
+
+class ManagerReference(Manager):
+    """The enterprise manager, whose ``$ref`` Entra never sends."""
+
+    ref: Annotated[Reference["User"] | None, Required.false] = Field(  # type: ignore[type-arg]
+        None, serialization_alias="$ref", validation_alias="$ref"
+    )
+
+
+class Enterprise(EnterpriseUser):
+    """The enterprise extension with a manager that needs no ``$ref``."""
+
+    manager: ManagerReference | None = None
+
+
+class ScimUser(User[Enterprise]):  # type: ignore[type-var]
+    """The User resource: RFC 7643 core schema plus the enterprise extension."""
+
+    emails: list[StoredEmail] | None = None
+
+
+USER_MODEL = ScimUser
+
+
+def service_provider_config(base_url: str) -> dict[str, Any]:
+    """What the endpoint supports, and nothing it does not."""
+    config = ServiceProviderConfig(
+        documentation_uri=None,
+        patch=Patch(supported=True),
+        bulk=Bulk(supported=False, max_operations=0, max_payload_size=MAX_PAYLOAD_BYTES),
+        filter=Filter(supported=True, max_results=MAX_RESULTS),
+        change_password=ChangePassword(supported=False),
+        sort=Sort(supported=False),
+        etag=ETag(supported=True),
+        authentication_schemes=[
+            AuthenticationScheme(
+                type="oauthbearertoken",
+                name="Bearer token",
+                description="A bearer token from SCIM_BEARER_TOKENS, sent as 'Authorization: Bearer <token>'",
+                primary=True,
+            )
+        ],
+        meta=Meta(resource_type="ServiceProviderConfig", location=f"{base_url}/ServiceProviderConfig"),
+    )
+    return config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+
+
+@cache
+def _schema_documents() -> tuple[dict[str, Any], ...]:
+    user = ScimUser.to_schema()
+    user.name = "User"
+    user.description = "User Account"
+    enterprise = Enterprise.to_schema()
+    enterprise.name = "EnterpriseUser"
+    enterprise.description = "Enterprise User"
+    return tuple(doc.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for doc in (user, enterprise))
+
+
+def schema_documents(base_url: str) -> list[dict[str, Any]]:
+    """The /Schemas resources, with ``meta.location`` under this deployment's base URL."""
+    documents = []
+    for document in _schema_documents():
+        document = dict(document)
+        document["meta"] = {"resourceType": "Schema", "location": f"{base_url}/Schemas/{document['id']}"}
+        documents.append(document)
+    return documents
+
+
+def resource_type_documents(base_url: str) -> list[dict[str, Any]]:
+    """The /ResourceTypes resources."""
+    user = ResourceType(
+        id="User",
+        name="User",
+        endpoint="/Users",
+        description="User Account",
+        schema_=USER_SCHEMA,
+        schema_extensions=[SchemaExtension(schema_=ENTERPRISE_SCHEMA, required=False)],
+        meta=Meta(resource_type="ResourceType", location=f"{base_url}/ResourceTypes/User"),
+    )
+    return [user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)]

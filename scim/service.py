@@ -1,0 +1,350 @@
+"""The SCIM operations on Users: create, read, query, replace, patch, delete.
+
+This layer knows SCIM (RFC 7643/7644 and Entra's profile), not HTTP and not Table Storage: it validates and
+normalises documents, decides which index keys a resource has, and turns store failures into SCIM errors. Every
+write is one conditional store transaction, so a request that fails changes nothing.
+"""
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import Context, PatchOp, ResponseParameters, SCIMException
+
+from scim import entra, errors
+from scim.errors import ScimError
+from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
+from scim.schemas import ENTRA_POLICY, MAX_RESULTS, ScimUser
+from scim.store.contract import (
+    IndexKey,
+    ResourceChanged,
+    ResourceTooLarge,
+    StoredResource,
+    StoreUnavailable,
+    UniqueKeyTaken,
+)
+from scim.store.tables import TableStore
+
+LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+RESOURCE_TYPE = "User"
+MAX_EMAILS = 40
+"""Each e-mail is an index row written in the user's transaction, which holds at most 100 operations."""
+PATCH_RETRIES = 3
+_SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_NOT_STORED = ("id", "meta", "groups", "password")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A resource ready to send: its document and its ETag (for the ``ETag`` header)."""
+
+    document: dict[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """``startIndex``/``count`` after clamping, as RFC 7644 §3.4.2.4 reads them."""
+
+    start: int
+    count: int
+
+
+class UserService:
+    """Users for every tenant; ``tenant`` is who authenticated, and every store call is scoped to it."""
+
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+
+    async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
+        user = _validate(entra.normalise_resource(payload), Context.RESOURCE_CREATION_REQUEST)
+        now = _now()
+        stored = StoredResource(secrets.token_hex(16), _document(user), now, now, "")
+        try:
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), _index_keys(user))
+        except UniqueKeyTaken as exc:
+            raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
+        except (ResourceTooLarge, ResourceChanged, StoreUnavailable) as exc:
+            raise _store_error(exc) from exc
+        return _render(stored, base_url, None)
+
+    async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
+        stored = await self._load(tenant, resource_id)
+        return _render(stored, base_url, _response_parameters(query))
+
+    async def replace(
+        self, tenant: str, resource_id: str, payload: Any, if_match: str | None, base_url: str
+    ) -> Rendered:
+        current = await self._load(tenant, resource_id)
+        _check_precondition(current, if_match)
+        user = _validate(entra.normalise_resource(payload), Context.RESOURCE_REPLACEMENT_REQUEST)
+        return await self._save(tenant, current, user, base_url)
+
+    async def patch(self, tenant: str, resource_id: str, payload: Any, if_match: str | None, base_url: str) -> Rendered:
+        operations = _patch_op(entra.normalise_patch(payload))
+        for _ in range(PATCH_RETRIES):
+            current = await self._load(tenant, resource_id)
+            _check_precondition(current, if_match)
+            user = _from_stored(current)
+            with ENTRA_POLICY:
+                try:
+                    changed = operations.patch(user)
+                    user = _validate(user.model_dump(scim_ctx=Context.DEFAULT), Context.RESOURCE_REPLACEMENT_REQUEST)
+                except (SCIMException, ValidationError) as exc:
+                    raise errors.from_validation(exc) from exc
+            if not changed:
+                return _render(current, base_url, None)
+            try:
+                return await self._save(tenant, current, user, base_url)
+            except ScimError as exc:
+                if exc.status != 412 or if_match:
+                    raise
+        raise errors.ScimError(409, "The user kept changing while the PATCH was applied; retry")
+
+    async def delete(self, tenant: str, resource_id: str, if_match: str | None) -> None:
+        current = await self._load(tenant, resource_id)
+        _check_precondition(current, if_match)
+        try:
+            await self._store.delete(tenant, RESOURCE_TYPE, current, _index_keys(_from_stored(current)))
+        except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
+            raise _store_error(exc) from exc
+
+    async def query(self, tenant: str, query: Mapping[str, str], base_url: str) -> dict[str, Any]:
+        """A ListResponse; a filter that matches nothing is 200 with no resources, never 404 (Entra quarantines)."""
+        parameters = _response_parameters(query)
+        page = _page(query)
+        text = query.get("filter")
+        parsed = parse_filter(text) if text else None
+        try:
+            if parsed is None:
+                total, found = await self._list_all(tenant, page)
+            elif parsed.lookup is not None:
+                total, found = await self._list_indexed(tenant, parsed, page)
+            else:
+                total, found = await self._list_scanned(tenant, parsed, page)
+        except (StoreUnavailable, ResourceChanged, ResourceTooLarge) as exc:
+            raise _store_error(exc) from exc
+        resources = [_render(stored, base_url, parameters).document for stored in found]
+        return {
+            "schemas": [LIST_RESPONSE_SCHEMA],
+            "totalResults": total,
+            "startIndex": page.start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+
+    async def _list_all(self, tenant: str, page: Page) -> tuple[int, list[StoredResource]]:
+        total = await self._store.count(tenant, RESOURCE_TYPE)
+        found: list[StoredResource] = []
+        if page.count == 0 or page.start > total:
+            return total, found
+        position = 0
+        async for stored in self._store.scan(tenant, RESOURCE_TYPE):
+            position += 1
+            if position >= page.start:
+                found.append(stored)
+                if len(found) == page.count:
+                    break
+        return total, found
+
+    async def _list_indexed(self, tenant: str, parsed: ParsedFilter, page: Page) -> tuple[int, list[StoredResource]]:
+        assert parsed.lookup is not None
+        ids = await self._candidate_ids(tenant, parsed.lookup)
+        loaded = await asyncio.gather(*(self._store.get(tenant, RESOURCE_TYPE, i) for i in sorted(set(ids))))
+        matches = [stored for stored in loaded if stored is not None and _matches(parsed, stored)]
+        return len(matches), matches[page.start - 1 : page.start - 1 + page.count]
+
+    async def _candidate_ids(self, tenant: str, lookup: IndexLookup) -> list[str]:
+        if lookup.index == "id":
+            return [lookup.value] if _is_safe_id(lookup.value) else []
+        key = _lookup_key(lookup)
+        return await self._store.lookup(tenant, RESOURCE_TYPE, key)
+
+    async def _list_scanned(self, tenant: str, parsed: ParsedFilter, page: Page) -> tuple[int, list[StoredResource]]:
+        total = 0
+        found: list[StoredResource] = []
+        async for stored in self._store.scan(tenant, RESOURCE_TYPE):
+            if _matches(parsed, stored):
+                total += 1
+                if page.start <= total < page.start + page.count:
+                    found.append(stored)
+        return total, found
+
+    async def _load(self, tenant: str, resource_id: str) -> StoredResource:
+        if not _is_safe_id(resource_id):
+            raise errors.not_found(f"User {resource_id[:64]} not found")
+        try:
+            stored = await self._store.get(tenant, RESOURCE_TYPE, resource_id)
+        except StoreUnavailable as exc:
+            raise _store_error(exc) from exc
+        if stored is None:
+            raise errors.not_found(f"User {resource_id} not found")
+        return stored
+
+    async def _save(self, tenant: str, current: StoredResource, user: ScimUser, base_url: str) -> Rendered:
+        stored = StoredResource(current.resource_id, _document(user), current.created, _now(), "")
+        old_keys = _index_keys(_from_stored(current))
+        try:
+            stored = await self._store.replace(
+                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, _index_keys(user)
+            )
+        except UniqueKeyTaken as exc:
+            raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
+        except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
+            raise _store_error(exc) from exc
+        return _render(stored, base_url, None)
+
+
+def _validate(payload: dict[str, Any], context: Context) -> ScimUser:
+    try:
+        with ENTRA_POLICY:
+            user = ScimUser.model_validate(payload, scim_ctx=context)
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+    if len(user.emails or ()) > MAX_EMAILS:
+        raise errors.invalid_value(f"A user may have at most {MAX_EMAILS} e-mail addresses")
+    return user
+
+
+def _patch_op(payload: dict[str, Any]) -> "PatchOp[ScimUser]":
+    try:
+        with ENTRA_POLICY:
+            return PatchOp[ScimUser].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)  # type: ignore[type-var]
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+
+
+def _document(user: ScimUser) -> dict[str, Any]:
+    """What is stored: the user as validated, without server-assigned or never-stored attributes."""
+    document = user.model_dump(scim_ctx=Context.DEFAULT)
+    for name in _NOT_STORED:
+        document.pop(name, None)
+    return document
+
+
+def _from_stored(stored: StoredResource) -> ScimUser:
+    with ENTRA_POLICY:
+        return ScimUser.model_validate(stored.document, scim_ctx=Context.DEFAULT)
+
+
+def _render(stored: StoredResource, base_url: str, parameters: ResponseParameters[Any] | None) -> Rendered:
+    location = f"{base_url}/Users/{stored.resource_id}"
+    document = dict(stored.document)
+    document["id"] = stored.resource_id
+    document["meta"] = {
+        "resourceType": RESOURCE_TYPE,
+        "created": stored.created,
+        "lastModified": stored.last_modified,
+        "location": location,
+        "version": stored.etag,
+    }
+    if parameters is not None:
+        with ENTRA_POLICY:
+            user = ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
+            document = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    return Rendered(document, stored.etag)
+
+
+def _matches(parsed: ParsedFilter, stored: StoredResource) -> bool:
+    document = dict(stored.document)
+    document["id"] = stored.resource_id
+    document["meta"] = {"resourceType": RESOURCE_TYPE, "created": stored.created, "lastModified": stored.last_modified}
+    with ENTRA_POLICY:
+        user = ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
+        return parsed.predicate.match(user)
+
+
+def _index_keys(user: ScimUser) -> list[IndexKey]:
+    """userName is unique case-insensitively; externalId (case-exact) and e-mails only need fast lookups."""
+    index_keys = [IndexKey("userName", fold(user.user_name or ""), unique=True)]
+    if user.external_id:
+        index_keys.append(IndexKey("externalId", user.external_id, unique=False))
+    emails = {fold(email.value) for email in user.emails or () if email.value}
+    index_keys += [IndexKey("email", value, unique=False) for value in sorted(emails)]
+    return index_keys
+
+
+def _lookup_key(lookup: IndexLookup) -> IndexKey:
+    if lookup.index == "userName":
+        return IndexKey("userName", fold(lookup.value), unique=True)
+    if lookup.index == "externalId":
+        return IndexKey("externalId", lookup.value, unique=False)
+    return IndexKey("email", fold(lookup.value), unique=False)
+
+
+def _summary(user: ScimUser) -> dict[str, str]:
+    """Readable columns for teams that read the table from their own app; the document stays the source of truth."""
+    summary = {"userName": user.user_name or ""}
+    if user.external_id:
+        summary["externalId"] = user.external_id
+    return summary
+
+
+def _check_precondition(current: StoredResource, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if "*" not in tags and current.etag not in tags:
+        raise errors.precondition_failed()
+
+
+def _response_parameters(query: Mapping[str, str]) -> ResponseParameters[Any] | None:
+    attributes = query.get("attributes")
+    excluded = query.get("excludedAttributes")
+    if not attributes and not excluded:
+        return None
+    try:
+        return ResponseParameters[ScimUser](  # type: ignore[type-var]
+            attributes=_strip_filters(attributes), excluded_attributes=_strip_filters(excluded)
+        )
+    except (SCIMException, ValidationError, ValueError) as exc:
+        raise errors.invalid_path("attributes and excludedAttributes must be attribute paths") from exc
+
+
+def _strip_filters(paths: str | None) -> str | None:
+    """``attributes=emails[type eq "work"]`` (Microsoft's Postman suite) means the ``emails`` attribute."""
+    if not paths:
+        return None
+    out, depth = [], 0
+    for char in paths:
+        depth += char == "["
+        if depth == 0:
+            out.append(char)
+        depth -= char == "]" and depth > 0
+    return "".join(out)
+
+
+def _page(query: Mapping[str, str]) -> Page:
+    start = _integer(query, "startIndex", 1)
+    count = _integer(query, "count", MAX_RESULTS)
+    return Page(start=max(start, 1), count=min(max(count, 0), MAX_RESULTS))
+
+
+def _integer(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.invalid_value(f"{name} must be an integer") from exc
+
+
+def _is_safe_id(resource_id: str) -> bool:
+    return 0 < len(resource_id) <= 64 and all(char in _SAFE_ID for char in resource_id)
+
+
+def _store_error(exc: Exception) -> ScimError:
+    if isinstance(exc, ResourceChanged):
+        return errors.precondition_failed()
+    if isinstance(exc, ResourceTooLarge):
+        return errors.too_large("The resource is too large to store")
+    return errors.unavailable()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,266 @@
+"""The resource store on Azure Table Storage (Azurite locally), through the async ``azure-data-tables`` client.
+
+Layout (the README's data-model section describes it for teams reading the data from their own apps):
+
+- table ``<prefix>Resources``; PartitionKey ``<tenant>:<ResourceType>``;
+- resource row: RowKey ``id:<id>``, properties ``doc`` (the SCIM document as JSON), ``created``, ``lastModified``
+  and readable copies of a few attributes (``userName``, ``externalId``…);
+- index rows in the same partition: RowKey ``ix:<index>:<sha256>`` (unique) or ``ix:<index>:<sha256>:<id>``
+  (shared), property ``resourceId``.
+
+A resource and its index rows change in one entity-group transaction, so uniqueness is atomic and an index never
+points at a resource that is not there. Table Storage's limits that Azurite does not enforce (entity size, 100
+operations per transaction) are checked here.
+"""
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from scim.store import keys
+from scim.store.contract import (
+    IndexKey,
+    ResourceChanged,
+    ResourceTooLarge,
+    StoredResource,
+    StoreUnavailable,
+    UniqueKeyTaken,
+)
+
+MAX_DOCUMENT_CHARS = 30_000
+"""A string property holds at most 64 KiB of UTF-16; the document must fit in one, with room to spare."""
+MAX_TRANSACTION_OPERATIONS = 100
+PAGE_SIZE = 500
+
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3,
+    "retry_backoff_factor": 0.4,
+    "retry_backoff_max": 4,
+    "connection_timeout": 5,
+    "read_timeout": 15,
+}
+"""The SDK's defaults retry for up to a week with 300 s timeouts; an HTTP API must answer within Entra's patience."""
+
+
+class TableStore:
+    """Resources and their index rows in one table; one instance (and one HTTP session) per process."""
+
+    def __init__(self, service: TableServiceClient, table_name: str) -> None:
+        self._service = service
+        self._table_name = table_name
+        self._table: TableClient | None = None
+
+    @classmethod
+    def from_settings(cls, connection_string: str | None, table_uri: str | None, table_prefix: str) -> "TableStore":
+        """Connection string on Azurite; managed identity (DefaultAzureCredential) on Azure."""
+        if connection_string:
+            service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        else:
+            from azure.identity.aio import DefaultAzureCredential
+
+            service = TableServiceClient(str(table_uri), credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
+        return cls(service, f"{table_prefix}Resources")
+
+    async def close(self) -> None:
+        await self._service.close()
+
+    async def _client(self) -> TableClient:
+        """The table, created on first use by this process."""
+        if self._table is None:
+            try:
+                await self._service.create_table_if_not_exists(self._table_name)
+            except AzureError as exc:
+                raise StoreUnavailable() from exc
+            self._table = self._service.get_table_client(self._table_name)
+        return self._table
+
+    async def create(
+        self, tenant: str, resource_type: str, stored: StoredResource, summary: dict[str, str], indexes: list[IndexKey]
+    ) -> StoredResource:
+        """Insert a resource and its index rows atomically; a taken unique key fails the whole insert."""
+        partition = keys.partition_key(tenant, resource_type)
+        operations: list[Any] = [("create", _resource_entity(partition, stored, summary))]
+        operations += [_index_insert(partition, index, stored.resource_id) for index in indexes]
+        etag = await self._transact(operations, indexes_from=1, index_keys=indexes)
+        return _with_etag(stored, etag)
+
+    async def replace(
+        self,
+        tenant: str,
+        resource_type: str,
+        current: StoredResource,
+        stored: StoredResource,
+        summary: dict[str, str],
+        old_indexes: list[IndexKey],
+        new_indexes: list[IndexKey],
+    ) -> StoredResource:
+        """Replace a resource if it still has ``current.etag``, moving only the index rows whose value changed."""
+        partition = keys.partition_key(tenant, resource_type)
+        added = [index for index in new_indexes if index not in old_indexes]
+        removed = [index for index in old_indexes if index not in new_indexes]
+        operations: list[Any] = [
+            (
+                "update",
+                _resource_entity(partition, stored, summary),
+                {"mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": MatchConditions.IfNotModified},
+            )
+        ]
+        operations += [_index_delete(partition, index, current.resource_id) for index in removed]
+        first_insert = len(operations)
+        operations += [_index_insert(partition, index, current.resource_id) for index in added]
+        etag = await self._transact(operations, indexes_from=first_insert, index_keys=added)
+        return _with_etag(stored, etag)
+
+    async def delete(self, tenant: str, resource_type: str, current: StoredResource, indexes: list[IndexKey]) -> None:
+        """Delete a resource that still has ``current.etag``, with its index rows."""
+        partition = keys.partition_key(tenant, resource_type)
+        entity = {"PartitionKey": partition, "RowKey": keys.resource_row_key(current.resource_id)}
+        operations: list[Any] = [
+            ("delete", entity, {"etag": current.etag, "match_condition": MatchConditions.IfNotModified})
+        ]
+        operations += [_index_delete(partition, index, current.resource_id) for index in indexes]
+        await self._transact(operations, indexes_from=len(operations), index_keys=[])
+
+    async def get(self, tenant: str, resource_type: str, resource_id: str) -> StoredResource | None:
+        table = await self._client()
+        try:
+            entity = await table.get_entity(
+                keys.partition_key(tenant, resource_type), keys.resource_row_key(resource_id)
+            )
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+        return _stored(entity)
+
+    async def lookup(self, tenant: str, resource_type: str, index: IndexKey) -> list[str]:
+        """The ids of the resources an index key points at: a point read, or a range read of one prefix."""
+        table = await self._client()
+        partition = keys.partition_key(tenant, resource_type)
+        try:
+            if index.unique:
+                entity = await table.get_entity(partition, keys.unique_index_row_key(index.name, index.value))
+                return [entity["resourceId"]]
+            prefix = keys.shared_index_prefix(index.name, index.value)
+            return [entity["resourceId"] async for entity in self._range(table, partition, prefix, ["resourceId"])]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+
+    async def scan(self, tenant: str, resource_type: str) -> AsyncIterator[StoredResource]:
+        """Every resource of a type, in id order, read page by page (never the whole partition at once)."""
+        table = await self._client()
+        partition = keys.partition_key(tenant, resource_type)
+        try:
+            async for entity in self._range(table, partition, keys.RESOURCE_PREFIX, None):
+                yield _stored(entity)
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+
+    async def count(self, tenant: str, resource_type: str) -> int:
+        """How many resources of a type exist, reading keys only."""
+        table = await self._client()
+        partition = keys.partition_key(tenant, resource_type)
+        try:
+            return sum([1 async for _ in self._range(table, partition, keys.RESOURCE_PREFIX, ["RowKey"])])
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+
+    @staticmethod
+    def _range(
+        table: TableClient, partition: str, prefix: str, select: Sequence[str] | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        return table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": partition, "lo": prefix, "hi": keys.prefix_upper_bound(prefix)},
+            results_per_page=PAGE_SIZE,
+            select=list(select) if select else None,
+        )
+
+    async def _transact(self, operations: list[Any], indexes_from: int, index_keys: Iterable[IndexKey]) -> str:
+        """Run one entity-group transaction and translate its failure; returns the resource row's new ETag."""
+        if len(operations) > MAX_TRANSACTION_OPERATIONS:
+            raise ResourceTooLarge()
+        table = await self._client()
+        try:
+            results = await table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            raise _transaction_failure(exc, operations, indexes_from, list(index_keys)) from exc
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ResourceChanged() from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 413:
+                raise ResourceTooLarge() from exc
+            raise StoreUnavailable() from exc
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+        return str(results[0].get("etag", "")) if results else ""
+
+
+def _transaction_failure(
+    exc: TableTransactionError, operations: list[Any], indexes_from: int, index_keys: list[IndexKey]
+) -> Exception:
+    failed = getattr(exc, "index", 0) or 0
+    if exc.status_code == 409 and indexes_from <= failed < indexes_from + len(index_keys):
+        return UniqueKeyTaken(index_keys[failed - indexes_from].name)
+    if exc.status_code in (404, 412):
+        return ResourceChanged()
+    if exc.status_code == 413:
+        return ResourceTooLarge()
+    return StoreUnavailable()
+
+
+def _resource_entity(partition: str, stored: StoredResource, summary: dict[str, str]) -> dict[str, Any]:
+    document = json.dumps(stored.document, ensure_ascii=False, separators=(",", ":"))
+    if len(document) > MAX_DOCUMENT_CHARS:
+        raise ResourceTooLarge()
+    entity: dict[str, Any] = {
+        "PartitionKey": partition,
+        "RowKey": keys.resource_row_key(stored.resource_id),
+        "doc": document,
+        "created": stored.created,
+        "lastModified": stored.last_modified,
+    }
+    entity.update({name: value[:1024] for name, value in summary.items()})
+    return entity
+
+
+def _index_insert(partition: str, index: IndexKey, resource_id: str) -> tuple[str, dict[str, Any]]:
+    if index.unique:
+        row_key = keys.unique_index_row_key(index.name, index.value)
+        return ("create", {"PartitionKey": partition, "RowKey": row_key, "resourceId": resource_id})
+    row_key = keys.shared_index_row_key(index.name, index.value, resource_id)
+    return ("upsert", {"PartitionKey": partition, "RowKey": row_key, "resourceId": resource_id})
+
+
+def _index_delete(partition: str, index: IndexKey, resource_id: str) -> tuple[str, dict[str, Any]]:
+    if index.unique:
+        row_key = keys.unique_index_row_key(index.name, index.value)
+    else:
+        row_key = keys.shared_index_row_key(index.name, index.value, resource_id)
+    return ("delete", {"PartitionKey": partition, "RowKey": row_key})
+
+
+def _stored(entity: dict[str, Any]) -> StoredResource:
+    return StoredResource(
+        resource_id=entity["RowKey"][len(keys.RESOURCE_PREFIX) :],
+        document=json.loads(entity["doc"]),
+        created=entity["created"],
+        last_modified=entity["lastModified"],
+        etag=entity.metadata["etag"],
+    )
+
+
+def _with_etag(stored: StoredResource, etag: str) -> StoredResource:
+    return StoredResource(stored.resource_id, stored.document, stored.created, stored.last_modified, etag)
