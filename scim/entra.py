@@ -7,7 +7,8 @@ catalogued in ``shared/research/entra-client.md`` (§29-32 for PATCH, §20 for P
 - a single-valued attribute sent as ``[{"$ref": null, "value": x}]``;
 - ``"value": ""`` or ``null`` on ``add``/``replace``, meaning "clear this attribute";
 - path-less ``add``/``replace`` whose value keys are attribute paths (``name.givenName``, full extension URNs);
-- ``remove`` of the manager through a ``manager[value eq "…"]`` filter.
+- ``remove`` of the manager through a ``manager[value eq "…"]`` filter;
+- schema URNs no declared schema has (Tutorial example 2 sends a malformed enterprise URN), which are dropped.
 
 Case-insensitive ``op`` values, ``"True"``/``"False"`` strings, Entra's value-path filters and value-list removes
 are already handled by scim2-models under :data:`scim.schemas.ENTRA_POLICY`.
@@ -17,7 +18,7 @@ import re
 from typing import Any
 
 from scim.errors import invalid_path, invalid_syntax, invalid_value
-from scim.schemas import ENTERPRISE_SCHEMA
+from scim.schemas import ENTERPRISE_SCHEMA, USER_SCHEMA
 
 _MANAGER_PATH = re.compile(
     rf"^(?:{re.escape(ENTERPRISE_SCHEMA)}:)?manager(?:\[[^\]]*\])?(?:\.value)?$",
@@ -27,6 +28,7 @@ _MULTI_VALUED = {
     "emails", "phonenumbers", "ims", "photos", "addresses", "groups", "entitlements", "roles",
     "x509certificates", "members",
 }  # fmt: skip
+_KNOWN_SCHEMAS = {urn.lower(): urn for urn in (USER_SCHEMA, ENTERPRISE_SCHEMA)}
 MAX_OPERATIONS = 100
 """The most operations one PATCH may carry; Entra sends a handful."""
 
@@ -36,6 +38,11 @@ def normalise_resource(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid_syntax("The request body must be a JSON object")
     body = dict(body)
+    schemas = body.get("schemas")
+    if isinstance(schemas, list):
+        body["schemas"] = [
+            _KNOWN_SCHEMAS[s.lower()] for s in schemas if isinstance(s, str) and s.lower() in _KNOWN_SCHEMAS
+        ]
     for key, block in list(body.items()):
         if key.lower() == ENTERPRISE_SCHEMA.lower() and isinstance(block, dict):
             body[key] = _normalise_enterprise(block)
@@ -99,35 +106,36 @@ def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
     has_value = "value" in lowered
     value = lowered.get("value")
     if path is None and op in ("add", "replace") and isinstance(value, dict):
-        return [_normalise_path_operation(op, key, item, True) for key, item in value.items()]
+        return [
+            rewritten for key, item in value.items() for rewritten in _normalise_path_operation(op, key, item, True)
+        ]
     if path is not None and not isinstance(path, str):
         raise invalid_path("'path' must be a string")
     if path is None:
         return [_without_none({"op": op, "value": value} if has_value else {"op": op})]
-    return [_normalise_path_operation(op, path, value, has_value)]
+    return _normalise_path_operation(op, path, value, has_value)
 
 
-def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> dict[str, Any]:
+def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> list[dict[str, Any]]:
     if _MANAGER_PATH.match(path):
-        return _manager_operation(op, value)
+        return _manager_operations(op, value)
     if op in ("add", "replace") and (value is None or value == ""):
-        return {"op": "remove", "path": path}
+        return [{"op": "remove", "path": path}]
     if op in ("add", "replace") and _is_single_valued(path):
         value = _unwrap_value_list(value)
     operation: dict[str, Any] = {"op": op, "path": path}
     if has_value:
         operation["value"] = value
-    return operation
+    return [operation]
 
 
-def _manager_operation(op: str, value: Any) -> dict[str, Any]:
-    path = f"{ENTERPRISE_SCHEMA}:manager"
-    if op == "remove":
-        return {"op": "remove", "path": path}
-    manager = _manager_object(value)
+def _manager_operations(op: str, value: Any) -> list[dict[str, Any]]:
+    """Clearing is a remove; setting removes first, since an RFC replace of a complex value would keep an old $ref."""
+    remove = {"op": "remove", "path": f"{ENTERPRISE_SCHEMA}:manager"}
+    manager = None if op == "remove" else _manager_object(value)
     if manager is None:
-        return {"op": "remove", "path": path}
-    return {"op": "replace", "path": path, "value": manager}
+        return [remove]
+    return [remove, {"op": "add", "path": remove["path"], "value": manager}]
 
 
 def _is_single_valued(path: str) -> bool:
