@@ -74,3 +74,14 @@ async def resource_types(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route=f"{BASE_PATH}/ResourceTypes/{{id}}", methods=ALL_METHODS)
 async def resource_type(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "ResourceTypes")
+
+
+@app.route(route=f"{BASE_PATH}/.search", methods=ALL_METHODS)
+async def search(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, ".search")
+
+
+@app.route(route=f"{BASE_PATH}/{{*path}}", methods=ALL_METHODS)
+async def unknown_endpoint(req: func.HttpRequest) -> func.HttpResponse:
+    """Anything else under the base URL gets a SCIM 404 body, not the host's empty one."""
+    return await _serve(req, "")

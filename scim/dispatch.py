@@ -17,6 +17,7 @@ from scim.store.tables import TableStore
 
 log = logging.getLogger("scim.request")
 _JSON_MEDIA_TYPES = ("application/scim+json", "application/json")
+_SEARCH_PARAMETERS = ("attributes", "excludedAttributes", "filter", "startIndex", "count")
 _USER_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
 
 
@@ -46,16 +47,23 @@ class ScimEndpoint:
         endpoint = request.endpoint.lower()
         if endpoint == "users":
             return await self._users(tenant, request)
+        if endpoint == ".search":
+            if request.method.upper() != "POST":
+                raise ScimError(405, "Search is a POST", headers={"Allow": "POST"})
+            query = _search_query(_json_body(request))
+            return ScimResponse(200, await self.users.query(tenant, query, request.base_url))
         if endpoint in ("serviceproviderconfig", "schemas", "resourcetypes"):
             return self._discovery(endpoint, request)
         raise errors.not_found("Unknown endpoint")
 
     async def _users(self, tenant: str, request: ScimRequest) -> ScimResponse:
         method, rid = request.method.upper(), request.resource_id
-        allowed = _USER_METHODS["item" if rid else "collection"]
+        allowed = ("POST",) if rid == ".search" else _USER_METHODS["item" if rid else "collection"]
         if method not in allowed:
             raise ScimError(405, f"{method} is not supported here", headers={"Allow": ", ".join(allowed)})
         users, base, if_match = self.users, request.base_url, request.header("If-Match")
+        if method == "POST" and rid == ".search":
+            return ScimResponse(200, await users.query(tenant, _search_query(_json_body(request)), base))
         if method == "GET" and rid:
             return _resource(200, await users.get(tenant, rid, request.query, base))
         if method == "GET":
@@ -145,6 +153,19 @@ def _json_body(request: ScimRequest) -> Any:
         return json.loads(request.body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise errors.invalid_syntax("The request body is not valid JSON") from exc
+
+
+def _search_query(body: Any) -> dict[str, str]:
+    """A SearchRequest (RFC 7644 §3.4.3) read as the query parameters of the equivalent GET."""
+    if not isinstance(body, dict):
+        raise errors.invalid_syntax("A SearchRequest must be a JSON object")
+    query: dict[str, str] = {}
+    for key, value in body.items():
+        name = next((n for n in _SEARCH_PARAMETERS if n.lower() == key.lower()), None)
+        if name is None or value is None:
+            continue
+        query[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return query
 
 
 def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: float) -> None:

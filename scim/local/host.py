@@ -20,7 +20,7 @@ import azure.functions as func
 from aiohttp import web
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_PARAMETER = re.compile(r"\{(\w+)(?::[^}?]+)?(\?)?\}")
+_PARAMETER = re.compile(r"\{(\*?)(\w+)(?::[^}?]+)?(\?)?\}")
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
@@ -33,6 +33,8 @@ class Route:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     handler: Handler
+    catch_all: bool
+    """Like the Functions host, a catch-all route (``{*rest}``) only gets what no other route matches."""
 
 
 def load_local_settings(root: Path = REPO_ROOT) -> None:
@@ -59,16 +61,17 @@ def discover_routes(app_module: str = "function_app", root: Path = REPO_ROOT) ->
         binding = next(b for b in json.loads(function.get_function_json())["bindings"] if b["type"] == "httpTrigger")
         template = "/".join(part for part in (prefix, binding.get("route") or function.get_function_name()) if part)
         methods = frozenset(m.upper() for m in binding.get("methods") or ("GET", "POST", "PUT", "PATCH", "DELETE"))
-        routes.append(Route(function.get_function_name(), _compile(template), methods, function.get_user_function()))
-    return routes
+        handler = function.get_user_function()
+        routes.append(Route(function.get_function_name(), _compile(template), methods, handler, "{*" in template))
+    return sorted(routes, key=lambda route: route.catch_all)
 
 
 def _compile(template: str) -> re.Pattern[str]:
     pattern, position = "", 0
     for match in _PARAMETER.finditer(template):
         pattern += re.escape(template[position : match.start()])
-        name, optional = match.group(1), match.group(2)
-        pattern += f"(?P<{name}>[^/]+)" + ("?" if optional else "")
+        catch_all, name, optional = match.groups()
+        pattern += f"(?P<{name}>{'.*' if catch_all else '[^/]+'})" + ("?" if optional else "")
         position = match.end()
     pattern += re.escape(template[position:])
     return re.compile(f"^/{pattern}/?$", re.IGNORECASE)

@@ -307,3 +307,22 @@ def test_paging_visits_each_user_exactly_once(http: httpx.Client):
         seen += [resource["id"] for resource in page["Resources"]]
         start += 3
     assert len(seen) == total == len(set(seen))
+
+
+def test_unknown_url_under_the_base_is_a_scim_404(http: httpx.Client):
+    response = http.get("/NoSuchEndpoint/abc")
+    assert response.status_code == 404
+    assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+def test_search_with_post_honours_filter_and_attributes(http: httpx.Client):
+    user = create_doc_user(http)
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": f'userName eq "{user["userName"]}"',
+        "attributes": ["userName"],
+    }
+    for path in ("/.search", "/Users/.search"):
+        result = http.post(path, json=body).json()
+        assert result["totalResults"] == 1
+        assert set(result["Resources"][0]) == {"schemas", "id", "userName"}
