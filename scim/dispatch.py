@@ -10,10 +10,11 @@ from scim import errors
 from scim.auth import authenticate
 from scim.errors import ScimError
 from scim.messages import ScimRequest, ScimResponse
+from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
-from scim.service import LIST_RESPONSE_SCHEMA, Rendered, UserService
 from scim.settings import ConfigurationError, Settings, current_settings
 from scim.store.tables import TableStore
+from scim.users import UserService
 
 log = logging.getLogger("scim.request")
 _JSON_MEDIA_TYPES = ("application/scim+json", "application/json")

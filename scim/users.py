@@ -8,17 +8,16 @@ write is one conditional store transaction, so a request that fails changes noth
 import asyncio
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from scim2_models import Context, PatchOp, ResponseParameters, SCIMException
 
-from scim import entra, errors
+from scim import entra, errors, protocol
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
-from scim.schemas import ENTRA_POLICY, MAX_RESULTS, ScimUser
+from scim.protocol import Page, Rendered
+from scim.schemas import ENTRA_POLICY, ScimUser
 from scim.store.contract import (
     IndexKey,
     ResourceChanged,
@@ -29,29 +28,11 @@ from scim.store.contract import (
 )
 from scim.store.tables import TableStore
 
-LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 RESOURCE_TYPE = "User"
 MAX_EMAILS = 40
 """Each e-mail is an index row written in the user's transaction, which holds at most 100 operations."""
 PATCH_RETRIES = 3
-_SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _NOT_STORED = ("id", "meta", "groups", "password")
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A resource ready to send: its document and its ETag (for the ``ETag`` header)."""
-
-    document: dict[str, Any]
-    etag: str
-
-
-@dataclass(frozen=True)
-class Page:
-    """``startIndex``/``count`` after clamping, as RFC 7644 §3.4.2.4 reads them."""
-
-    start: int
-    count: int
 
 
 class UserService:
@@ -62,25 +43,25 @@ class UserService:
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         user = _validate(entra.normalise_resource(payload), Context.RESOURCE_CREATION_REQUEST)
-        now = _now()
+        now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user), now, now, "")
         try:
             stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), _index_keys(user))
         except UniqueKeyTaken as exc:
             raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
         except (ResourceTooLarge, ResourceChanged, StoreUnavailable) as exc:
-            raise _store_error(exc) from exc
+            raise protocol.store_error(exc) from exc
         return _render(stored, base_url, None)
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
         stored = await self._load(tenant, resource_id)
-        return _render(stored, base_url, _response_parameters(query))
+        return _render(stored, base_url, protocol.response_parameters(query, ScimUser))
 
     async def replace(
         self, tenant: str, resource_id: str, payload: Any, if_match: str | None, base_url: str
     ) -> Rendered:
         current = await self._load(tenant, resource_id)
-        _check_precondition(current, if_match)
+        protocol.check_precondition(current, if_match)
         user = _validate(entra.normalise_resource(payload), Context.RESOURCE_REPLACEMENT_REQUEST)
         return await self._save(tenant, current, user, base_url)
 
@@ -88,7 +69,7 @@ class UserService:
         operations = _patch_op(entra.normalise_patch(payload))
         for _ in range(PATCH_RETRIES):
             current = await self._load(tenant, resource_id)
-            _check_precondition(current, if_match)
+            protocol.check_precondition(current, if_match)
             user = _from_stored(current)
             with ENTRA_POLICY:
                 try:
@@ -107,16 +88,16 @@ class UserService:
 
     async def delete(self, tenant: str, resource_id: str, if_match: str | None) -> None:
         current = await self._load(tenant, resource_id)
-        _check_precondition(current, if_match)
+        protocol.check_precondition(current, if_match)
         try:
             await self._store.delete(tenant, RESOURCE_TYPE, current, _index_keys(_from_stored(current)))
         except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
-            raise _store_error(exc) from exc
+            raise protocol.store_error(exc) from exc
 
     async def query(self, tenant: str, query: Mapping[str, str], base_url: str) -> dict[str, Any]:
         """A ListResponse; a filter that matches nothing is 200 with no resources, never 404 (Entra quarantines)."""
-        parameters = _response_parameters(query)
-        page = _page(query)
+        parameters = protocol.response_parameters(query, ScimUser)
+        page = protocol.page_of(query)
         text = query.get("filter")
         parsed = parse_filter(text) if text else None
         try:
@@ -127,15 +108,9 @@ class UserService:
             else:
                 total, found = await self._list_scanned(tenant, parsed, page)
         except (StoreUnavailable, ResourceChanged, ResourceTooLarge) as exc:
-            raise _store_error(exc) from exc
+            raise protocol.store_error(exc) from exc
         resources = [_render(stored, base_url, parameters).document for stored in found]
-        return {
-            "schemas": [LIST_RESPONSE_SCHEMA],
-            "totalResults": total,
-            "startIndex": page.start,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
+        return protocol.list_response(total, page, resources)
 
     async def _list_all(self, tenant: str, page: Page) -> tuple[int, list[StoredResource]]:
         total = await self._store.count(tenant, RESOURCE_TYPE)
@@ -156,11 +131,11 @@ class UserService:
         ids = await self._candidate_ids(tenant, parsed.lookup)
         loaded = await asyncio.gather(*(self._store.get(tenant, RESOURCE_TYPE, i) for i in sorted(set(ids))))
         matches = [stored for stored in loaded if stored is not None and _matches(parsed, stored)]
-        return len(matches), matches[page.start - 1 : page.start - 1 + page.count]
+        return len(matches), page.window(matches)
 
     async def _candidate_ids(self, tenant: str, lookup: IndexLookup) -> list[str]:
         if lookup.index == "id":
-            return [lookup.value] if _is_safe_id(lookup.value) else []
+            return [lookup.value] if protocol.is_safe_id(lookup.value) else []
         key = _lookup_key(lookup)
         return await self._store.lookup(tenant, RESOURCE_TYPE, key)
 
@@ -170,23 +145,23 @@ class UserService:
         async for stored in self._store.scan(tenant, RESOURCE_TYPE):
             if _matches(parsed, stored):
                 total += 1
-                if page.start <= total < page.start + page.count:
+                if page.holds(total):
                     found.append(stored)
         return total, found
 
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
-        if not _is_safe_id(resource_id):
+        if not protocol.is_safe_id(resource_id):
             raise errors.not_found(f"User {resource_id[:64]} not found")
         try:
             stored = await self._store.get(tenant, RESOURCE_TYPE, resource_id)
         except StoreUnavailable as exc:
-            raise _store_error(exc) from exc
+            raise protocol.store_error(exc) from exc
         if stored is None:
             raise errors.not_found(f"User {resource_id} not found")
         return stored
 
     async def _save(self, tenant: str, current: StoredResource, user: ScimUser, base_url: str) -> Rendered:
-        stored = StoredResource(current.resource_id, _document(user), current.created, _now(), "")
+        stored = StoredResource(current.resource_id, _document(user), current.created, protocol.now(), "")
         old_keys = _index_keys(_from_stored(current))
         try:
             stored = await self._store.replace(
@@ -195,7 +170,7 @@ class UserService:
         except UniqueKeyTaken as exc:
             raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
         except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
-            raise _store_error(exc) from exc
+            raise protocol.store_error(exc) from exc
         return _render(stored, base_url, None)
 
 
@@ -235,13 +210,7 @@ def _render(stored: StoredResource, base_url: str, parameters: ResponseParameter
     location = f"{base_url}/Users/{stored.resource_id}"
     document = dict(stored.document)
     document["id"] = stored.resource_id
-    document["meta"] = {
-        "resourceType": RESOURCE_TYPE,
-        "created": stored.created,
-        "lastModified": stored.last_modified,
-        "location": location,
-        "version": stored.etag,
-    }
+    document["meta"] = protocol.meta(RESOURCE_TYPE, stored, location)
     if parameters is not None:
         with ENTRA_POLICY:
             user = ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
@@ -282,69 +251,3 @@ def _summary(user: ScimUser) -> dict[str, str]:
     if user.external_id:
         summary["externalId"] = user.external_id
     return summary
-
-
-def _check_precondition(current: StoredResource, if_match: str | None) -> None:
-    if if_match is None:
-        return
-    tags = [tag.strip() for tag in if_match.split(",")]
-    if "*" not in tags and current.etag not in tags:
-        raise errors.precondition_failed()
-
-
-def _response_parameters(query: Mapping[str, str]) -> ResponseParameters[Any] | None:
-    attributes = query.get("attributes")
-    excluded = query.get("excludedAttributes")
-    if not attributes and not excluded:
-        return None
-    try:
-        return ResponseParameters[ScimUser](  # type: ignore[type-var]
-            attributes=_strip_filters(attributes), excluded_attributes=_strip_filters(excluded)
-        )
-    except (SCIMException, ValidationError, ValueError) as exc:
-        raise errors.invalid_path("attributes and excludedAttributes must be attribute paths") from exc
-
-
-def _strip_filters(paths: str | None) -> str | None:
-    """``attributes=emails[type eq "work"]`` (Microsoft's Postman suite) means the ``emails`` attribute."""
-    if not paths:
-        return None
-    out, depth = [], 0
-    for char in paths:
-        depth += char == "["
-        if depth == 0:
-            out.append(char)
-        depth -= char == "]" and depth > 0
-    return "".join(out)
-
-
-def _page(query: Mapping[str, str]) -> Page:
-    start = _integer(query, "startIndex", 1)
-    count = _integer(query, "count", MAX_RESULTS)
-    return Page(start=max(start, 1), count=min(max(count, 0), MAX_RESULTS))
-
-
-def _integer(query: Mapping[str, str], name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise errors.invalid_value(f"{name} must be an integer") from exc
-
-
-def _is_safe_id(resource_id: str) -> bool:
-    return 0 < len(resource_id) <= 64 and all(char in _SAFE_ID for char in resource_id)
-
-
-def _store_error(exc: Exception) -> ScimError:
-    if isinstance(exc, ResourceChanged):
-        return errors.precondition_failed()
-    if isinstance(exc, ResourceTooLarge):
-        return errors.too_large("The resource is too large to store")
-    return errors.unavailable()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

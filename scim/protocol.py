@@ -1,0 +1,128 @@
+"""RFC 7644 rules every resource type shares: paging, preconditions, list responses, timestamps, safe ids."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import ResponseParameters, SCIMException
+
+from scim import errors
+from scim.errors import ScimError
+from scim.schemas import MAX_RESULTS
+from scim.store.contract import ResourceChanged, ResourceTooLarge, StoredResource
+
+LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+_SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A resource ready to send: its document and its ETag (for the ``ETag`` header)."""
+
+    document: dict[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """``startIndex``/``count`` after clamping, as RFC 7644 §3.4.2.4 reads them."""
+
+    start: int
+    count: int
+
+    def window(self, items: list[Any]) -> list[Any]:
+        return items[self.start - 1 : self.start - 1 + self.count]
+
+    def holds(self, position: int) -> bool:
+        """Whether the 1-based ``position`` of a match falls on this page."""
+        return self.start <= position < self.start + self.count
+
+
+def page_of(query: Mapping[str, str]) -> Page:
+    start = _integer(query, "startIndex", 1)
+    count = _integer(query, "count", MAX_RESULTS)
+    return Page(start=max(start, 1), count=min(max(count, 0), MAX_RESULTS))
+
+
+def _integer(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.invalid_value(f"{name} must be an integer") from exc
+
+
+def list_response(total: int, page: Page, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_RESPONSE_SCHEMA],
+        "totalResults": total,
+        "startIndex": page.start,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }
+
+
+def check_precondition(current: StoredResource, if_match: str | None) -> None:
+    """``If-Match`` (RFC 7232): ``*`` or one of the listed ETags, else 412."""
+    if if_match is None:
+        return
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if "*" not in tags and current.etag not in tags:
+        raise errors.precondition_failed()
+
+
+def response_parameters(query: Mapping[str, str], model: type[Any]) -> ResponseParameters[Any] | None:
+    attributes = query.get("attributes")
+    excluded = query.get("excludedAttributes")
+    if not attributes and not excluded:
+        return None
+    try:
+        return ResponseParameters[model](  # type: ignore[valid-type]
+            attributes=_strip_filters(attributes), excluded_attributes=_strip_filters(excluded)
+        )
+    except (SCIMException, ValidationError, ValueError) as exc:
+        raise errors.invalid_path("attributes and excludedAttributes must be attribute paths") from exc
+
+
+def _strip_filters(paths: str | None) -> str | None:
+    """``attributes=emails[type eq "work"]`` (Microsoft's Postman suite) means the ``emails`` attribute."""
+    if not paths:
+        return None
+    out, depth = [], 0
+    for char in paths:
+        depth += char == "["
+        if depth == 0:
+            out.append(char)
+        depth -= char == "]" and depth > 0
+    return "".join(out)
+
+
+def is_safe_id(resource_id: str) -> bool:
+    """Ids this service issues are hex; anything else cannot exist, so it never reaches a storage key."""
+    return 0 < len(resource_id) <= 64 and all(char in _SAFE_ID for char in resource_id)
+
+
+def store_error(exc: Exception) -> ScimError:
+    if isinstance(exc, ResourceChanged):
+        return errors.precondition_failed()
+    if isinstance(exc, ResourceTooLarge):
+        return errors.too_large("The resource is too large to store")
+    return errors.unavailable()
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def meta(resource_type: str, stored: StoredResource, location: str) -> dict[str, str]:
+    return {
+        "resourceType": resource_type,
+        "created": stored.created,
+        "lastModified": stored.last_modified,
+        "location": location,
+        "version": stored.etag,
+    }
