@@ -1,30 +1,88 @@
-"""Who is calling: the shared bearer secrets from ``SCIM_BEARER_TOKENS``, each bound to a tenant."""
+"""Who is calling: a shared bearer secret from ``SCIM_BEARER_TOKENS`` (plain or stored as a SHA-256 digest), or an
+Entra-issued JWT from a tenant in ``SCIM_ENTRA_TENANT_IDS``; either way the answer is the tenant the caller acts for."""
 
+import hashlib
 import hmac
+import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from scim.errors import unauthorized
+from scim.settings import Settings
+
+if TYPE_CHECKING:  # imported lazily: PyJWT, cryptography and aiohttp cost ~150 ms of cold start, for JWT mode only
+    from scim.entra_tokens import EntraTokenValidator
 
 MAX_TOKEN_LENGTH = 4096
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
-def authenticate(authorization: str | None, tokens: Sequence[tuple[str, str]]) -> str:
-    """The tenant whose token the request carries, or a 401 that does not say which check failed.
+class Authenticator:
+    """Combines both modes for one process: shared secrets first (constant time), then, for a JWT-shaped token and
+    only if JWT mode is configured, Entra token validation (which may fetch signing keys, hence ``async``)."""
 
-    Every configured token is compared, in constant time, whatever matched first, so timing reveals neither
-    the token nor how many are configured.
-    """
+    def __init__(self, secret_digests: Sequence[tuple[str, bytes]], entra: "EntraTokenValidator | None" = None) -> None:
+        self._secret_digests = tuple(secret_digests)
+        self._entra = entra
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Authenticator":
+        """Build once per process; the JWT validator holds the key cache and (lazily) its HTTP session."""
+        entra = None
+        if settings.entra_enabled:
+            from scim.entra_tokens import EntraTokenValidator
+
+            entra = EntraTokenValidator(
+                settings.entra_tenant_ids,
+                settings.entra_audiences,
+                settings.entra_metadata_url,
+                settings.entra_app_ids,
+            )
+        return cls(settings.secret_digests, entra)
+
+    async def authenticate(self, authorization: str | None) -> str:
+        """The tenant the request's bearer token belongs to, or a 401 that does not say which check failed.
+
+        A JWT-shaped token is accepted by the shared-secret path only if it literally is a configured secret.
+        """
+        presented = bearer_token(authorization)
+        tenant = match_secret(presented, self._secret_digests)
+        if tenant is not None:
+            return tenant
+        if self._entra is not None and looks_like_jwt(presented):
+            return await self._entra.validate(presented)
+        raise unauthorized()
+
+    async def close(self) -> None:
+        if self._entra is not None:
+            await self._entra.close()
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url segments separated by dots (the signature may be empty, as in ``alg: none``)."""
+    return _JWT_SHAPE.fullmatch(token) is not None
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), or a 401."""
     if not authorization:
         raise unauthorized()
     scheme, _, presented = authorization.strip().partition(" ")
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented or len(presented) > MAX_TOKEN_LENGTH:
         raise unauthorized()
-    candidate = presented.encode("utf-8")
+    return presented
+
+
+def match_secret(presented: str, secret_digests: Sequence[tuple[str, bytes]]) -> str | None:
+    """The tenant of the configured secret the token is, if any.
+
+    The presented token is hashed once and its digest compared, in constant time, with every configured digest,
+    whatever matched first, so timing reveals neither the token nor which entry (or how many) matched.
+    """
+    candidate = hashlib.sha256(presented.encode("utf-8")).digest()
     tenant: str | None = None
-    for token_tenant, token in tokens:
-        if hmac.compare_digest(candidate, token.encode("utf-8")) and tenant is None:
+    for token_tenant, digest in secret_digests:
+        if hmac.compare_digest(candidate, digest) and tenant is None:
             tenant = token_tenant
-    if tenant is None:
-        raise unauthorized()
     return tenant

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from scim import errors
-from scim.auth import authenticate
+from scim.auth import Authenticator
 from scim.errors import ScimError
 from scim.messages import ScimRequest, ScimResponse
 from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered
@@ -29,12 +29,13 @@ class ScimEndpoint:
         self.settings = settings
         self.store = store
         self.users = UserService(store)
+        self.authenticator = Authenticator.from_settings(settings)
 
     async def handle(self, request: ScimRequest) -> ScimResponse:
         started = time.perf_counter()
         tenant = "-"
         try:
-            tenant = authenticate(request.header("Authorization"), self.settings.bearer_tokens)
+            tenant = await self.authenticator.authenticate(request.header("Authorization"))
             response = await self._route(tenant, request)
         except ScimError as exc:
             response = error_response(exc)

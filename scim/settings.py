@@ -1,13 +1,31 @@
 """Configuration, read once from the environment (Functions app settings, or local.settings.json Values locally)."""
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from urllib.parse import urlsplit
 
 DEFAULT_TENANT = "default"
 _TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+HASHED_PREFIX = "sha256:"
+MIN_TOKEN_LENGTH = 16
+_KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+# The application template id Entra puts in ``aud`` for custom (non-gallery) apps, and the legacy Azure AD Graph id
+# that older provisioning jobs still send (research/entra-client.md, section c2).
+DEFAULT_ENTRA_AUDIENCES = ("8adf8e6e-67b2-4cf2-a259-e3dc5476c621", "00000002-0000-0000-c000-000000000000")
+# Entra's v1 (sts.windows.net) OpenID metadata; its ``jwks_uri`` names the tenant's signing keys.
+DEFAULT_ENTRA_METADATA_URL = "https://login.microsoftonline.com/{tenant}/.well-known/openid-configuration"
+# Microsoft.Azure.SyncFabric, the first-party app the provisioning service requests its tokens as. Pinning ``appid``
+# matters because the legacy audience above is Azure AD Graph: any user or app in a configured tenant could get a
+# token for it, and without this pin that token would be a SCIM credential for the whole tenant.
+DEFAULT_ENTRA_APP_IDS = ("00000014-0000-0000-c000-000000000000",)
 
 
 class ConfigurationError(RuntimeError):
@@ -16,12 +34,25 @@ class ConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting the endpoint reads; ``local.settings.sample.json`` and the README document each one."""
+    """Every setting the endpoint reads; ``local.settings.sample.json`` and the README document each one.
+
+    ``bearer_tokens`` holds ``(tenant, token)`` pairs where the token is either the secret itself or
+    ``sha256:<hex digest>``; ``secret_digests`` is derived from it on construction so that authentication only ever
+    compares SHA-256 digests, whichever form the admin configured.
+    """
 
     storage_connection_string: str | None
     storage_table_uri: str | None
-    bearer_tokens: tuple[tuple[str, str], ...] = field(repr=False)
+    bearer_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     table_prefix: str = "scim"
+    entra_tenant_ids: tuple[str, ...] = ()
+    entra_audiences: tuple[str, ...] = DEFAULT_ENTRA_AUDIENCES
+    entra_metadata_url: str = DEFAULT_ENTRA_METADATA_URL
+    entra_app_ids: tuple[str, ...] = DEFAULT_ENTRA_APP_IDS
+    secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secret_digests", tuple(secret_digest(entry) for entry in self.bearer_tokens))
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -32,39 +63,107 @@ class Settings:
             storage_table_uri=(env.get("SCIM_STORAGE_TABLE_URI") or "").rstrip("/") or None,
             bearer_tokens=parse_bearer_tokens(env.get("SCIM_BEARER_TOKENS", "")),
             table_prefix=env.get("SCIM_TABLE_PREFIX") or "scim",
+            entra_tenant_ids=parse_tenant_ids(env.get("SCIM_ENTRA_TENANT_IDS", "")),
+            entra_audiences=_split(env.get("SCIM_ENTRA_AUDIENCES", "")) or DEFAULT_ENTRA_AUDIENCES,
+            entra_metadata_url=(env.get("SCIM_ENTRA_METADATA_URL") or "").strip() or DEFAULT_ENTRA_METADATA_URL,
+            entra_app_ids=_split(env.get("SCIM_ENTRA_APP_IDS", "")) or DEFAULT_ENTRA_APP_IDS,
         )
         settings.check()
         return settings
 
+    @property
+    def entra_enabled(self) -> bool:
+        """Entra-issued JWTs are accepted only for tenants the admin listed; none listed means the mode is off."""
+        return bool(self.entra_tenant_ids)
+
     def check(self) -> None:
         """Refuse settings that would leave the endpoint open or pointing nowhere."""
-        if not self.bearer_tokens:
-            raise ConfigurationError("SCIM_BEARER_TOKENS is empty: the endpoint refuses every request until it is set")
+        if not self.bearer_tokens and not self.entra_tenant_ids:
+            raise ConfigurationError(
+                "SCIM_BEARER_TOKENS and SCIM_ENTRA_TENANT_IDS are both empty: the endpoint refuses every request "
+                "until one of them is set"
+            )
         if not (self.storage_connection_string or self.storage_table_uri):
             raise ConfigurationError("set SCIM_STORAGE_CONNECTION_STRING or SCIM_STORAGE_TABLE_URI")
         if not _TABLE_PREFIX.fullmatch(self.table_prefix):
             raise ConfigurationError("SCIM_TABLE_PREFIX must be a letter then up to 39 letters or digits")
+        if self.entra_enabled:
+            for tenant_id in self.entra_tenant_ids:
+                if not _GUID.fullmatch(tenant_id):
+                    raise ConfigurationError("SCIM_ENTRA_TENANT_IDS must hold lower-case tenant GUIDs")
+            if not self.entra_audiences:
+                raise ConfigurationError("SCIM_ENTRA_AUDIENCES must name at least one audience")
+            if not self.entra_app_ids:
+                raise ConfigurationError("SCIM_ENTRA_APP_IDS must name at least one client application id")
+            check_metadata_url(self.entra_metadata_url)
 
 
 def parse_bearer_tokens(raw: str) -> tuple[tuple[str, str], ...]:
     """Parse ``[tenant=]token`` entries, comma-separated; a bare token belongs to the default tenant.
 
-    Several tokens at once let an admin rotate one without downtime.
+    Several tokens at once let an admin rotate one without downtime. A token written ``sha256:<64 hex>`` is the
+    digest of the real token, so the secret itself need not sit in the app settings; it is normalised to lower case.
     """
+    if _KEY_VAULT_REFERENCE in raw.lower():
+        raise ConfigurationError("SCIM_BEARER_TOKENS holds an unresolved Key Vault reference")
     entries: list[tuple[str, str]] = []
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in _split(raw):
         tenant, sep, token = item.partition("=")
         if not sep or not _TENANT_NAME.fullmatch(tenant):
             tenant, token = DEFAULT_TENANT, item
-        if item.startswith("@Microsoft.KeyVault("):
-            raise ConfigurationError("SCIM_BEARER_TOKENS holds an unresolved Key Vault reference")
-        if len(token) < 16:
-            raise ConfigurationError("every bearer token must be at least 16 characters long")
+        if token[: len(HASHED_PREFIX)].lower() == HASHED_PREFIX:
+            token = HASHED_PREFIX + token[len(HASHED_PREFIX) :].lower()
         entries.append((tenant, token))
+        secret_digest(entries[-1])  # reject a malformed entry now, with the setting's name in the message
     return tuple(entries)
+
+
+def secret_digest(entry: tuple[str, str]) -> tuple[str, bytes]:
+    """The ``(tenant, SHA-256 digest)`` an entry stands for: hashed entries are decoded, plain ones hashed.
+
+    Done once per process, so that each request hashes only the presented token and compares digests of equal
+    length, which keeps the comparison constant-time whatever form each entry has.
+    """
+    tenant, token = entry
+    if not _TENANT_NAME.fullmatch(tenant):
+        raise ConfigurationError("a SCIM_BEARER_TOKENS tenant must be 1 to 64 letters, digits, '_' or '-'")
+    if token[: len(HASHED_PREFIX)].lower() == HASHED_PREFIX:
+        hex_digest = token[len(HASHED_PREFIX) :].lower()
+        if not _SHA256_HEX.fullmatch(hex_digest):
+            raise ConfigurationError("a sha256: entry in SCIM_BEARER_TOKENS must be followed by 64 hex digits")
+        return tenant, bytes.fromhex(hex_digest)
+    if _KEY_VAULT_REFERENCE in token.lower():
+        raise ConfigurationError("SCIM_BEARER_TOKENS holds an unresolved Key Vault reference")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigurationError(f"every bearer token must be at least {MIN_TOKEN_LENGTH} characters long")
+    return tenant, hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def parse_tenant_ids(raw: str) -> tuple[str, ...]:
+    """Parse comma-separated Entra tenant GUIDs, lower-cased as Entra writes them in ``iss`` and ``tid``."""
+    tenant_ids: list[str] = []
+    for item in _split(raw):
+        tenant_id = item.lower()
+        if not _GUID.fullmatch(tenant_id):
+            raise ConfigurationError("SCIM_ENTRA_TENANT_IDS must hold tenant GUIDs (directory ids), comma-separated")
+        if tenant_id not in tenant_ids:
+            tenant_ids.append(tenant_id)
+    return tuple(tenant_ids)
+
+
+def check_metadata_url(template: str) -> None:
+    """The metadata URL decides whose keys sign valid tokens, so it must be HTTPS (plain HTTP only on loopback,
+    for tests) and name the tenant."""
+    if "{tenant}" not in template:
+        raise ConfigurationError("SCIM_ENTRA_METADATA_URL must contain {tenant}")
+    parts = urlsplit(template.replace("{tenant}", "tenant"))
+    loopback_http = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+    if not parts.hostname or not (parts.scheme == "https" or loopback_http):
+        raise ConfigurationError("SCIM_ENTRA_METADATA_URL must be an https:// URL")
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(item for item in (part.strip() for part in raw.split(",")) if item)
 
 
 @cache
