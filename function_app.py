@@ -51,6 +51,16 @@ async def user(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "Users")
 
 
+@app.route(route=f"{BASE_PATH}/Groups", methods=ALL_METHODS)
+async def groups(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Groups")
+
+
+@app.route(route=f"{BASE_PATH}/Groups/{{id}}", methods=ALL_METHODS)
+async def group(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "Groups")
+
+
 @app.route(route=f"{BASE_PATH}/ServiceProviderConfig", methods=ALL_METHODS)
 async def service_provider_config(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "ServiceProviderConfig")

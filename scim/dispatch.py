@@ -9,11 +9,12 @@ from typing import Any
 from scim import errors
 from scim.auth import Authenticator
 from scim.errors import ScimError
+from scim.groups import GroupService
 from scim.messages import ScimRequest, ScimResponse
-from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered
+from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, list_response, page_of
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
 from scim.settings import ConfigurationError, Settings, current_settings
-from scim.store.tables import TableStore
+from scim.store.tables import MembershipStore, TableStore
 from scim.users import UserService
 
 log = logging.getLogger("scim.request")
@@ -28,7 +29,9 @@ class ScimEndpoint:
     def __init__(self, settings: Settings, store: TableStore) -> None:
         self.settings = settings
         self.store = store
-        self.users = UserService(store)
+        members = MembershipStore(store)
+        self.users = UserService(store, members)
+        self.groups = GroupService(store, members)
         self.authenticator = Authenticator.from_settings(settings)
 
     async def handle(self, request: ScimRequest) -> ScimResponse:
@@ -49,11 +52,12 @@ class ScimEndpoint:
         endpoint = request.endpoint.lower()
         if endpoint == "users":
             return await self._users(tenant, request)
+        if endpoint == "groups":
+            return await self._groups(tenant, request)
         if endpoint == ".search":
             if request.method.upper() != "POST":
                 raise ScimError(405, "Search is a POST", headers={"Allow": "POST"})
-            query = _search_query(_json_body(request))
-            return ScimResponse(200, await self.users.query(tenant, query, request.base_url))
+            return ScimResponse(200, await self._search_all(tenant, _search_query(_json_body(request)), request))
         if endpoint in ("serviceproviderconfig", "schemas", "resourcetypes"):
             return self._discovery(endpoint, request)
         raise errors.not_found("Unknown endpoint")
@@ -80,6 +84,39 @@ class ScimEndpoint:
             return _resource(200, await users.patch(tenant, rid, _json_body(request), if_match, base))
         await users.delete(tenant, rid, if_match)
         return ScimResponse(204)
+
+    async def _groups(self, tenant: str, request: ScimRequest) -> ScimResponse:
+        method, rid = request.method.upper(), request.resource_id
+        allowed = ("POST",) if rid == ".search" else _USER_METHODS["item" if rid else "collection"]
+        if method not in allowed:
+            raise ScimError(405, f"{method} is not supported here", headers={"Allow": ", ".join(allowed)})
+        groups, base, if_match = self.groups, request.base_url, request.header("If-Match")
+        if method == "POST" and rid == ".search":
+            return ScimResponse(200, await groups.query(tenant, _search_query(_json_body(request)), base))
+        if method == "GET" and rid:
+            return _resource(200, await groups.get(tenant, rid, request.query, base))
+        if method == "GET":
+            return ScimResponse(200, await groups.query(tenant, request.query, base))
+        if method == "POST":
+            rendered = await groups.create(tenant, _json_body(request), base)
+            return _resource(201, rendered, {"Location": rendered.document["meta"]["location"]})
+        assert rid is not None
+        if method == "PUT":
+            return _resource(200, await groups.replace(tenant, rid, _json_body(request), if_match, base))
+        if method == "PATCH":
+            patched = await groups.patch(tenant, rid, _json_body(request), if_match, request.query, base)
+            return ScimResponse(204) if patched is None else _resource(200, patched)
+        await groups.delete(tenant, rid, if_match)
+        return ScimResponse(204)
+
+    async def _search_all(self, tenant: str, query: dict[str, str], request: ScimRequest) -> dict[str, Any]:
+        """A search at the root (RFC 7644 §3.4.3) covers Users then Groups, paged as one list."""
+        page = page_of(query)
+        everything = {**query, "startIndex": "1", "count": str(page.start - 1 + page.count)}
+        users = await self.users.query(tenant, everything, request.base_url)
+        groups = await self.groups.query(tenant, everything, request.base_url)
+        resources = users["Resources"] + groups["Resources"]
+        return list_response(users["totalResults"] + groups["totalResults"], page, page.window(resources))
 
     def _discovery(self, endpoint: str, request: ScimRequest) -> ScimResponse:
         if request.method.upper() != "GET":

@@ -5,10 +5,12 @@ catalogued in ``shared/research/entra-client.md`` (§29-32 for PATCH, §20 for P
 
 - the enterprise ``manager`` as a bare id string, a one-element list, ``{"Value": …}``, or ``""``/``null`` to clear it;
 - a single-valued attribute sent as ``[{"$ref": null, "value": x}]``;
-- ``"value": ""`` or ``null`` on ``add``/``replace``, meaning "clear this attribute";
+- ``"value": ""`` or ``null`` on ``add``/``replace``, meaning "clear this attribute" (never for ``members``, where
+  reading it so would empty a group);
 - path-less ``add``/``replace`` whose value keys are attribute paths (``name.givenName``, full extension URNs);
 - ``remove`` of the manager through a ``manager[value eq "…"]`` filter;
-- schema URNs no declared schema has (Tutorial example 2 sends a malformed enterprise URN), which are dropped.
+- schema URNs no declared schema has (Tutorial example 2 sends a malformed enterprise URN, and every group create
+  carries ``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group``), which are dropped.
 
 Case-insensitive ``op`` values, ``"True"``/``"False"`` strings, Entra's value-path filters and value-list removes
 are already handled by scim2-models under :data:`scim.schemas.ENTRA_POLICY`.
@@ -18,7 +20,8 @@ import re
 from typing import Any
 
 from scim.errors import invalid_path, invalid_syntax, invalid_value
-from scim.schemas import ENTERPRISE_SCHEMA, USER_SCHEMA
+from scim.membership import is_members_path
+from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
 _MANAGER_PATH = re.compile(
     rf"^(?:{re.escape(ENTERPRISE_SCHEMA)}:)?manager(?:\[[^\]]*\])?(?:\.value)?$",
@@ -28,7 +31,7 @@ _MULTI_VALUED = {
     "emails", "phonenumbers", "ims", "photos", "addresses", "groups", "entitlements", "roles",
     "x509certificates", "members",
 }  # fmt: skip
-_KNOWN_SCHEMAS = {urn.lower(): urn for urn in (USER_SCHEMA, ENTERPRISE_SCHEMA)}
+_KNOWN_SCHEMAS = {urn.lower(): urn for urn in (USER_SCHEMA, ENTERPRISE_SCHEMA, GROUP_SCHEMA)}
 MAX_OPERATIONS = 100
 """The most operations one PATCH may carry; Entra sends a handful."""
 
@@ -119,7 +122,7 @@ def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
 def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> list[dict[str, Any]]:
     if _MANAGER_PATH.match(path):
         return _manager_operations(op, value)
-    if op in ("add", "replace") and (value is None or value == ""):
+    if op in ("add", "replace") and (value is None or value == "") and not is_members_path(path):
         return [{"op": "remove", "path": path}]
     if op in ("add", "replace") and _is_single_valued(path):
         value = _unwrap_value_list(value)

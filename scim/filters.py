@@ -1,9 +1,12 @@
 """SCIM filter text → a bound :class:`ScimFilter` (the in-memory predicate) and an index plan for the store.
 
 Every filter Entra uses to match a resource (``userName eq``, ``externalId eq``, ``id eq``,
-``emails[type eq "work"].value eq``) is answered from keys: the plan names the index and the value, the store reads
-the few candidate resources, and the full filter is still evaluated on each candidate, so the index only narrows and
-never decides. Any other valid filter is a scan.
+``emails[type eq "work"].value eq``, group ``displayName eq``, ``id eq "g" and members[value eq "u"]``) is answered
+from keys: the plan names the index and the value, the store reads the few candidate resources, and the full filter
+is still evaluated on each candidate, so the index only narrows and never decides. Any other valid filter is a scan.
+
+Group members are not part of the stored group document, so a filter on ``members`` is evaluated against the
+membership rows of the member ids it names (``member_ids``), read by point reads.
 """
 
 import json
@@ -17,10 +20,10 @@ from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode,
 from scim2_models.path.expressions import LogicalOperator
 
 from scim.errors import invalid_filter
-from scim.schemas import ENTERPRISE_SCHEMA, USER_SCHEMA, ScimUser
+from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, ScimGroup, ScimUser
 
 MAX_FILTER_LENGTH = 2048
-_CORE_URNS = {USER_SCHEMA.lower()}
+_CORE_URNS = {USER_SCHEMA.lower(), GROUP_SCHEMA.lower()}
 _QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
 _BARE_VALUE = re.compile(r"(?i)\b(eq|ne|co|sw|ew|gt|ge|lt|le)(\s+)([^\s\"()\[\]]+)")
 _LITERAL = re.compile(r"(?i)true|false|null|-?\d+(\.\d+)?([eE][-+]?\d+)?")
@@ -28,7 +31,7 @@ _LITERAL = re.compile(r"(?i)true|false|null|-?\d+(\.\d+)?([eE][-+]?\d+)?")
 
 @dataclass(frozen=True)
 class IndexLookup:
-    """Candidates come from one index: ``index`` is ``id``, ``userName``, ``externalId`` or ``email``."""
+    """Candidates come from one index: ``id``, ``userName``, ``externalId``, ``email``, ``displayName``, ``member``."""
 
     index: str
     value: str
@@ -40,6 +43,8 @@ class ParsedFilter:
 
     predicate: ScimFilter[Any]
     lookup: IndexLookup | None
+    member_ids: frozenset[str] = frozenset()
+    """The member ids the filter compares ``members.value`` with; only their membership rows matter to it."""
 
 
 def fold(value: str) -> str:
@@ -47,16 +52,18 @@ def fold(value: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
 
 
-def parse_filter(text: str) -> ParsedFilter:
-    """Parse a filter for the User endpoint, or raise 400 ``invalidFilter``."""
+def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
+    """Parse a filter for the endpoint of ``model`` (User or Group), or raise 400 ``invalidFilter``."""
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"A filter may be at most {MAX_FILTER_LENGTH} characters long")
     try:
         node = ScimFilter(_quote_bare_values(text)).ast
-        predicate = ScimFilter[ScimUser](_canonical(node))  # type: ignore[type-var]
+        predicate = ScimFilter[model](_canonical(node))  # type: ignore[valid-type]
     except (SCIMException, ValueError, TypeError, RecursionError) as exc:
         raise invalid_filter("The filter is not valid SCIM filter syntax for this resource type") from exc
-    return ParsedFilter(predicate=predicate, lookup=_plan(predicate.ast))
+    indexed = _GROUP_INDEXES if model is ScimGroup else _USER_INDEXES
+    member_ids = frozenset(_member_values(predicate.ast)) if model is ScimGroup else frozenset()
+    return ParsedFilter(predicate=predicate, lookup=_plan(predicate.ast, indexed), member_ids=member_ids)
 
 
 def _quote_bare_values(text: str) -> str:
@@ -75,7 +82,10 @@ def _quote_match(match: re.Match[str]) -> str:
 
 
 def _canonical(node: FilterNode) -> FilterNode:
-    """Rewrite ``manager eq "id"`` (Entra's 2020 reference check) into the enterprise manager's value."""
+    """Rewrite ``manager eq "id"`` (Entra's 2020 reference check) into the enterprise manager's value, and
+    ``members eq "id"`` (the form other providers document) into ``members.value``."""
+    if isinstance(node, Comparison) and node.attr_path.attr.lower() == "members" and node.attr_path.sub_attr is None:
+        return replace(node, attr_path=AttrPath("members", "value", node.attr_path.uri))
     if (
         isinstance(node, Comparison)
         and node.attr_path.uri is None
@@ -90,28 +100,53 @@ def _canonical(node: FilterNode) -> FilterNode:
     return node
 
 
-def _plan(node: FilterNode) -> IndexLookup | None:
+_USER_INDEXES = {"id": "id", "username": "userName", "externalid": "externalId", "emails.value": "email"}
+_GROUP_INDEXES = {"id": "id", "displayname": "displayName", "externalid": "externalId", "members.value": "member"}
+_PLAN_PREFERENCE = ("id", "userName", "displayName", "externalId", "email", "member")
+
+
+def _plan(node: FilterNode, indexed: dict[str, str]) -> IndexLookup | None:
+    """The most selective index lookup the filter allows: any one term of a top-level ``and`` narrows enough."""
     if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
-        return next((lookup for term in node.terms if (lookup := _plan(term))), None)
+        lookups = [lookup for term in node.terms if (lookup := _plan(term, indexed))]
+        return min(lookups, key=lambda lookup: _PLAN_PREFERENCE.index(lookup.index), default=None)
     if isinstance(node, Comparison):
-        return _comparison_lookup(node)
-    if isinstance(node, ValuePath) and _is_core(node.attr_path) and node.attr_path.attr.lower() == "emails":
-        return _email_lookup(node.val_filter)
+        return _comparison_lookup(node, indexed)
+    if isinstance(node, ValuePath) and _is_core(node.attr_path):
+        index = indexed.get(f"{node.attr_path.attr.lower()}.value")
+        value = _value_eq(node.val_filter)
+        return IndexLookup(index, value) if index and value is not None else None
     return None
 
 
-def _comparison_lookup(node: Comparison) -> IndexLookup | None:
+def _comparison_lookup(node: Comparison, indexed: dict[str, str]) -> IndexLookup | None:
     if node.op != CompareOperator.eq or not isinstance(node.value, str) or not _is_core(node.attr_path):
         return None
-    attr, sub = node.attr_path.attr.lower(), (node.attr_path.sub_attr or "").lower()
-    if sub == "" and attr in ("id", "username", "externalid"):
-        return IndexLookup({"id": "id", "username": "userName", "externalid": "externalId"}[attr], node.value)
-    if attr == "emails" and sub == "value":
-        return IndexLookup("email", node.value)
-    return None
+    name = node.attr_path.attr.lower()
+    if node.attr_path.sub_attr:
+        name = f"{name}.{node.attr_path.sub_attr.lower()}"
+    index = indexed.get(name)
+    return IndexLookup(index, node.value) if index else None
 
 
-def _email_lookup(node: FilterNode) -> IndexLookup | None:
+def _member_values(node: FilterNode, inside_members: bool = False) -> list[str]:
+    """Every value ``members.value`` (or ``value`` inside a ``members[...]`` path) is compared ``eq`` with."""
+    if isinstance(node, LogicalExpr):
+        return [value for term in node.terms for value in _member_values(term, inside_members)]
+    if isinstance(node, Not):
+        return _member_values(node.expr, inside_members)
+    if isinstance(node, ValuePath):
+        return _member_values(node.val_filter, True) if node.attr_path.attr.lower() == "members" else []
+    if not isinstance(node, Comparison) or node.op != CompareOperator.eq or not isinstance(node.value, str):
+        return []
+    path = node.attr_path
+    if inside_members:
+        return [node.value] if path.attr.lower() == "value" and path.sub_attr is None else []
+    return [node.value] if path.attr.lower() == "members" and (path.sub_attr or "").lower() == "value" else []
+
+
+def _value_eq(node: FilterNode) -> str | None:
+    """The value of a ``value eq "x"`` term inside a value-path filter (``emails[type eq "work" and value eq "x"]``)."""
     terms = node.terms if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_ else (node,)
     for term in terms:
         if (
@@ -120,7 +155,7 @@ def _email_lookup(node: FilterNode) -> IndexLookup | None:
             and term.attr_path.attr.lower() == "value"
             and isinstance(term.value, str)
         ):
-            return IndexLookup("email", term.value)
+            return term.value
     return None
 
 

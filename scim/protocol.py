@@ -88,6 +88,21 @@ def response_parameters(query: Mapping[str, str], model: type[Any]) -> ResponseP
         raise errors.invalid_path("attributes and excludedAttributes must be attribute paths") from exc
 
 
+def returns(query: Mapping[str, str], attribute: str) -> bool:
+    """Whether a response can contain ``attribute``: not excluded, and named when ``attributes`` is given.
+
+    Attributes that cost extra reads (a group's members, a user's groups) are only read when this is true.
+    """
+
+    def named(parameter: str) -> set[str]:
+        paths = (query.get(parameter) or "").split(",")
+        return {path.strip().rsplit(":", 1)[-1].split(".")[0].split("[")[0].lower() for path in paths}
+
+    if attribute.lower() in named("excludedAttributes"):
+        return False
+    return not query.get("attributes") or attribute.lower() in named("attributes")
+
+
 def _strip_filters(paths: str | None) -> str | None:
     """``attributes=emails[type eq "work"]`` (Microsoft's Postman suite) means the ``emails`` attribute."""
     if not paths:

@@ -18,6 +18,7 @@ from scim2_models import (
     EnterpriseUser,
     ETag,
     Filter,
+    Group,
     Manager,
     Meta,
     Patch,
@@ -32,9 +33,12 @@ from scim2_models import (
 )
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MAX_RESULTS = 200
 """The most resources one list page returns (``filter.maxResults``); a larger ``count`` is clamped to it."""
+MAX_MEMBERS_PER_GET = 1000
+"""The most members one GET of a group returns; ``membersAfter=<last id>`` reads the next ones."""
 MAX_PAYLOAD_BYTES = 256 * 1024
 """The largest request body accepted; advertised as ``bulk.maxPayloadSize``."""
 
@@ -73,7 +77,14 @@ class ScimUser(User[Enterprise]):  # type: ignore[type-var]
     emails: list[StoredEmail] | None = None
 
 
-USER_MODEL = ScimUser
+class ScimGroup(Group):
+    """The Group resource (RFC 7643 §4.2); its members are stored as rows, never in the group's document."""
+
+
+MEMBERS_DESCRIPTION = (
+    f"A list of members of the Group. A GET returns at most {MAX_MEMBERS_PER_GET} members, ordered by id; "
+    "add membersAfter=<last member id> to the request to read the next ones."
+)
 
 
 def service_provider_config(base_url: str) -> dict[str, Any]:
@@ -107,7 +118,13 @@ def _schema_documents() -> tuple[dict[str, Any], ...]:
     enterprise = Enterprise.to_schema()
     enterprise.name = "EnterpriseUser"
     enterprise.description = "Enterprise User"
-    return tuple(doc.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for doc in (user, enterprise))
+    group = ScimGroup.to_schema()
+    group.name = "Group"
+    group.description = "Group"
+    for attribute in group.attributes or ():
+        if attribute.name == "members":
+            attribute.description = MEMBERS_DESCRIPTION
+    return tuple(doc.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for doc in (user, enterprise, group))
 
 
 def schema_documents(base_url: str) -> list[dict[str, Any]]:
@@ -131,4 +148,12 @@ def resource_type_documents(base_url: str) -> list[dict[str, Any]]:
         schema_extensions=[SchemaExtension(schema_=ENTERPRISE_SCHEMA, required=False)],
         meta=Meta(resource_type="ResourceType", location=f"{base_url}/ResourceTypes/User"),
     )
-    return [user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)]
+    group = ResourceType(
+        id="Group",
+        name="Group",
+        endpoint="/Groups",
+        description="Group",
+        schema_=GROUP_SCHEMA,
+        meta=Meta(resource_type="ResourceType", location=f"{base_url}/ResourceTypes/Group"),
+    )
+    return [resource.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for resource in (user, group)]

@@ -26,7 +26,7 @@ from scim.store.contract import (
     StoreUnavailable,
     UniqueKeyTaken,
 )
-from scim.store.tables import TableStore
+from scim.store.tables import MembershipStore, TableStore
 
 RESOURCE_TYPE = "User"
 MAX_EMAILS = 40
@@ -38,8 +38,9 @@ _NOT_STORED = ("id", "meta", "groups", "password")
 class UserService:
     """Users for every tenant; ``tenant`` is who authenticated, and every store call is scoped to it."""
 
-    def __init__(self, store: TableStore) -> None:
+    def __init__(self, store: TableStore, members: MembershipStore) -> None:
         self._store = store
+        self._members = members
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         user = _validate(entra.normalise_resource(payload), Context.RESOURCE_CREATION_REQUEST)
@@ -55,7 +56,8 @@ class UserService:
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
         stored = await self._load(tenant, resource_id)
-        return _render(stored, base_url, protocol.response_parameters(query, ScimUser))
+        groups = await self._groups(tenant, stored, query, base_url)
+        return _render(stored, base_url, protocol.response_parameters(query, ScimUser), groups)
 
     async def replace(
         self, tenant: str, resource_id: str, payload: Any, if_match: str | None, base_url: str
@@ -87,12 +89,39 @@ class UserService:
         raise errors.ScimError(409, "The user kept changing while the PATCH was applied; retry")
 
     async def delete(self, tenant: str, resource_id: str, if_match: str | None) -> None:
+        """Delete a user and its memberships: rows are removed before the user and once more after it, so a
+        membership added concurrently, or left by an interrupted delete, does not outlive the user."""
         current = await self._load(tenant, resource_id)
         protocol.check_precondition(current, if_match)
         try:
+            await self._leave_all_groups(tenant, resource_id)
             await self._store.delete(tenant, RESOURCE_TYPE, current, _index_keys(_from_stored(current)))
+            await self._leave_all_groups(tenant, resource_id)
         except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
+
+    async def _leave_all_groups(self, tenant: str, user_id: str) -> None:
+        groups = await self._members.groups_of(tenant, user_id)
+        await self._members.remove(tenant, [(group_id, user_id) for group_id in groups])
+
+    async def _groups(
+        self, tenant: str, stored: StoredResource, query: Mapping[str, str], base_url: str
+    ) -> list[dict[str, str]] | None:
+        """The read-only ``groups`` attribute: the user's direct groups, from its membership rows."""
+        if not protocol.returns(query, "groups"):
+            return None
+        group_ids = await self._members.groups_of(tenant, stored.resource_id)
+        groups = await asyncio.gather(*(self._store.get(tenant, "Group", group_id) for group_id in group_ids))
+        return [
+            {
+                "value": group.resource_id,
+                "$ref": f"{base_url}/Groups/{group.resource_id}",
+                "display": group.document.get("displayName", ""),
+                "type": "direct",
+            }
+            for group in groups
+            if group is not None
+        ]
 
     async def query(self, tenant: str, query: Mapping[str, str], base_url: str) -> dict[str, Any]:
         """A ListResponse; a filter that matches nothing is 200 with no resources, never 404 (Entra quarantines)."""
@@ -109,7 +138,11 @@ class UserService:
                 total, found = await self._list_scanned(tenant, parsed, page)
         except (StoreUnavailable, ResourceChanged, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
-        resources = [_render(stored, base_url, parameters).document for stored in found]
+        groups = await asyncio.gather(*(self._groups(tenant, stored, query, base_url) for stored in found))
+        resources = [
+            _render(stored, base_url, parameters, user_groups).document
+            for stored, user_groups in zip(found, groups, strict=True)
+        ]
         return protocol.list_response(total, page, resources)
 
     async def _list_all(self, tenant: str, page: Page) -> tuple[int, list[StoredResource]]:
@@ -206,10 +239,17 @@ def _from_stored(stored: StoredResource) -> ScimUser:
         return ScimUser.model_validate(stored.document, scim_ctx=Context.DEFAULT)
 
 
-def _render(stored: StoredResource, base_url: str, parameters: ResponseParameters[Any] | None) -> Rendered:
+def _render(
+    stored: StoredResource,
+    base_url: str,
+    parameters: ResponseParameters[Any] | None,
+    groups: list[dict[str, str]] | None = None,
+) -> Rendered:
     location = f"{base_url}/Users/{stored.resource_id}"
     document = dict(stored.document)
     document["id"] = stored.resource_id
+    if groups:
+        document["groups"] = groups
     document["meta"] = protocol.meta(RESOURCE_TYPE, stored, location)
     if parameters is not None:
         with ENTRA_POLICY:

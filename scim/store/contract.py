@@ -31,6 +31,15 @@ class StoredResource:
     etag: str
 
 
+@dataclass(frozen=True)
+class Member:
+    """One membership: a member (User or Group) of a group, with the display name recorded when it was added."""
+
+    member_id: str
+    member_type: str
+    display: str | None = None
+
+
 class StoreError(Exception):
     """Base of the failures the store reports; each maps to one SCIM error in the service."""
 

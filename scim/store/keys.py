@@ -38,3 +38,18 @@ def shared_index_prefix(index: str, value: str) -> str:
 def prefix_upper_bound(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix``, for a RowKey range query."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+MEMBERSHIP_TYPE = "Membership"
+MEMBER_PREFIX = "g:"
+MEMBER_OF_PREFIX = "m:"
+
+
+def member_row_key(group_id: str, member_id: str) -> str:
+    """Forward edge: all of a group's members share the prefix ``g:<group>:``, read in id order."""
+    return f"{MEMBER_PREFIX}{group_id}:{member_id}"
+
+
+def member_of_row_key(member_id: str, group_id: str) -> str:
+    """Reverse edge: all of a member's groups share the prefix ``m:<member>:``."""
+    return f"{MEMBER_OF_PREFIX}{member_id}:{group_id}"

@@ -281,10 +281,10 @@ def test_discovery_documents(http: httpx.Client):
     assert config["filter"] == {"supported": True, "maxResults": 200}
     schemas = http.get("/Schemas").json()
     assert schemas["schemas"] == [LIST]
-    assert {s["id"] for s in schemas["Resources"]} == {USER, ENTERPRISE}
+    assert {s["id"] for s in schemas["Resources"]} == {USER, ENTERPRISE, "urn:ietf:params:scim:schemas:core:2.0:Group"}
     assert http.get(f"/Schemas/{USER}").json()["name"] == "User"
     types = http.get("/ResourceTypes").json()
-    assert types["Resources"][0]["endpoint"] == "/Users"
+    assert [t["endpoint"] for t in types["Resources"]] == ["/Users", "/Groups"]
     assert http.get("/ResourceTypes/User").status_code == 200
     assert http.post("/ServiceProviderConfig", json={}).status_code == 405
     assert http.get("/Schemas/urn:nope").status_code == 404

@@ -1,0 +1,382 @@
+"""The SCIM operations on Groups, with members kept as rows (see :class:`scim.store.tables.MembershipStore`).
+
+A group's document never holds its members. A PATCH is split into attribute operations, applied to the document as
+for any resource, and a membership delta, applied row by row; a membership check is a point read; a GET returns at
+most :data:`MAX_MEMBERS_PER_GET` members and never reads a member row when ``members`` is excluded.
+
+Order of writes, so that an interrupted request leaves nothing a retry or a later read cannot repair: every member
+of a PATCH is checked to exist before anything is written; the group row (attributes, ``meta.version``) is written
+before its member rows; member rows are removed before the group row on DELETE, and once more after it.
+"""
+
+import asyncio
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import Context, PatchOp, ResponseParameters, SCIMException
+
+from scim import entra, errors, protocol
+from scim.errors import ScimError
+from scim.filters import ParsedFilter, fold, parse_filter
+from scim.membership import MembershipChange, member_entries, split_members
+from scim.protocol import Page, Rendered
+from scim.schemas import ENTRA_POLICY, MAX_MEMBERS_PER_GET, ScimGroup
+from scim.store.contract import (
+    IndexKey,
+    Member,
+    ResourceChanged,
+    ResourceTooLarge,
+    StoredResource,
+    StoreError,
+    StoreUnavailable,
+    UniqueKeyTaken,
+)
+from scim.store.tables import MembershipStore, TableStore
+
+RESOURCE_TYPE = "Group"
+LIST_PAGE_WITH_MEMBERS = 20
+"""A list page that includes members holds at most this many groups, so one response reads at most 20,000 rows."""
+DELETE_BUDGET_SECONDS = 150.0
+"""Member rows removed by one DELETE before it answers 503 (the group still there) and lets the retry continue;
+Azure cuts HTTP functions off at 230 s."""
+LOOKUP_CONCURRENCY = 32
+PATCH_RETRIES = 3
+_NOT_STORED = ("id", "meta", "members")
+
+
+class GroupService:
+    """Groups for every tenant; every store call is scoped to the authenticated tenant."""
+
+    def __init__(self, store: TableStore, members: MembershipStore) -> None:
+        self._store = store
+        self._members = members
+
+    async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
+        body, entries = _split_body(entra.normalise_resource(payload))
+        group = _validate(body, Context.RESOURCE_CREATION_REQUEST)
+        group_id = secrets.token_hex(16)
+        members = await self._resolve(tenant, entries, group_id)
+        now = protocol.now()
+        stored = StoredResource(group_id, _document(group), now, now, "")
+        stored = await self._write(self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), _keys(group)))
+        try:
+            await self._members.add(tenant, group_id, members)
+        except StoreError as exc:
+            await self._store.delete(tenant, RESOURCE_TYPE, stored, _keys(group))
+            raise protocol.store_error(exc) from exc
+        return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
+
+    async def get(self, tenant: str, group_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
+        stored = await self._load(tenant, group_id)
+        members = await self._member_page(tenant, stored, query)
+        return _render(stored, base_url, members, protocol.response_parameters(query, ScimGroup))
+
+    async def query(self, tenant: str, query: Mapping[str, str], base_url: str) -> dict[str, Any]:
+        """A ListResponse; a filter that matches nothing is 200 with no resources, never 404."""
+        parameters = protocol.response_parameters(query, ScimGroup)
+        page = protocol.page_of(query)
+        if protocol.returns(query, "members"):
+            page = Page(page.start, min(page.count, LIST_PAGE_WITH_MEMBERS))
+        text = query.get("filter")
+        parsed = parse_filter(text, ScimGroup) if text else None
+        try:
+            total, found = await self._find(tenant, parsed, page)
+            resources = [
+                _render(stored, base_url, await self._member_page(tenant, stored, query), parameters).document
+                for stored in found
+            ]
+        except StoreError as exc:
+            raise protocol.store_error(exc) from exc
+        return protocol.list_response(total, page, resources)
+
+    async def replace(self, tenant: str, group_id: str, payload: Any, if_match: str | None, base_url: str) -> Rendered:
+        current = await self._load(tenant, group_id)
+        protocol.check_precondition(current, if_match)
+        body, entries = _split_body(entra.normalise_resource(payload))
+        group = _validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
+        members = await self._resolve(tenant, entries, group_id)
+        stored = await self._save(tenant, current, group)
+        change = MembershipChange()
+        change.remove_all()
+        for member in members:
+            change.add(member.member_id, member.display)
+        await self._apply(tenant, group_id, change, members)
+        return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
+
+    async def patch(
+        self, tenant: str, group_id: str, payload: Any, if_match: str | None, query: Mapping[str, str], base_url: str
+    ) -> Rendered | None:
+        """Apply a PATCH; the resource is returned only when the request names attributes (Entra expects 204)."""
+        body = entra.normalise_patch(payload)
+        change, others = split_members(body["Operations"])
+        operations = _patch_op({**body, "Operations": others}) if others else None
+        for _ in range(PATCH_RETRIES):
+            current = await self._load(tenant, group_id)
+            protocol.check_precondition(current, if_match)
+            group = _from_stored(current)
+            if operations is not None:
+                group = _patched(operations, group)
+            members = await self._resolve(tenant, list(change.added.items()), group_id)
+            if operations is None and change.empty:
+                stored = current
+                break
+            try:
+                stored = await self._save(tenant, current, group)
+                break
+            except ScimError as exc:
+                if exc.status != 412 or if_match:
+                    raise
+        else:
+            raise ScimError(409, "The group kept changing while the PATCH was applied; retry")
+        await self._apply(tenant, group_id, change, members)
+        if not (query.get("attributes") or query.get("excludedAttributes")):
+            return None
+        page = await self._member_page(tenant, stored, query)
+        return _render(stored, base_url, page, protocol.response_parameters(query, ScimGroup))
+
+    async def delete(self, tenant: str, group_id: str, if_match: str | None) -> None:
+        current = await self._load(tenant, group_id)
+        protocol.check_precondition(current, if_match)
+        deadline = time.monotonic() + DELETE_BUDGET_SECONDS
+        try:
+            await self._remove_all_members(tenant, group_id, deadline)
+            await self._members.remove(tenant, [(g, group_id) for g in await self._members.groups_of(tenant, group_id)])
+            await self._store.delete(tenant, RESOURCE_TYPE, current, _keys(_from_stored(current)))
+            await self._remove_all_members(tenant, group_id, deadline + DELETE_BUDGET_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            raise protocol.store_error(exc) from exc
+
+    async def is_member(self, tenant: str, group_id: str, member_id: str) -> bool:
+        return await self._members.member(tenant, group_id, member_id) is not None
+
+    async def _find(self, tenant: str, parsed: ParsedFilter | None, page: Page) -> tuple[int, list[StoredResource]]:
+        if parsed is None:
+            total = await self._store.count(tenant, RESOURCE_TYPE)
+            found: list[StoredResource] = []
+            if page.count and page.start <= total:
+                position = 0
+                async for stored in self._store.scan(tenant, RESOURCE_TYPE):
+                    position += 1
+                    if page.holds(position):
+                        found.append(stored)
+                    if len(found) == page.count:
+                        break
+            return total, found
+        if parsed.lookup is not None:
+            ids = await self._candidates(tenant, parsed)
+            loaded = await _gather(self._store.get(tenant, RESOURCE_TYPE, i) for i in sorted(set(ids)))
+            matches = [
+                stored for stored in loaded if stored is not None and await self._matches(tenant, parsed, stored)
+            ]
+            return len(matches), page.window(matches)
+        total, found = 0, []
+        async for stored in self._store.scan(tenant, RESOURCE_TYPE):
+            if await self._matches(tenant, parsed, stored):
+                total += 1
+                if page.holds(total):
+                    found.append(stored)
+        return total, found
+
+    async def _candidates(self, tenant: str, parsed: ParsedFilter) -> list[str]:
+        assert parsed.lookup is not None
+        index, value = parsed.lookup.index, parsed.lookup.value
+        if index == "id":
+            return [value] if protocol.is_safe_id(value) else []
+        if index == "member":
+            return await self._members.groups_of(tenant, value) if protocol.is_safe_id(value) else []
+        key = IndexKey("displayName", fold(value), True) if index == "displayName" else IndexKey(index, value, False)
+        return await self._store.lookup(tenant, RESOURCE_TYPE, key)
+
+    async def _matches(self, tenant: str, parsed: ParsedFilter, stored: StoredResource) -> bool:
+        """Evaluate the filter with the group's membership rows for just the member ids the filter names."""
+        document = {**stored.document, "id": stored.resource_id}
+        document["meta"] = {
+            "resourceType": RESOURCE_TYPE,
+            "created": stored.created,
+            "lastModified": stored.last_modified,
+        }
+        ids = [i for i in parsed.member_ids if protocol.is_safe_id(i)]
+        rows = await _gather(self._members.member(tenant, stored.resource_id, i) for i in ids)
+        document["members"] = [{"value": row.member_id, "type": row.member_type} for row in rows if row is not None]
+        with ENTRA_POLICY:
+            group = ScimGroup.model_validate(document, scim_ctx=Context.DEFAULT)
+            return parsed.predicate.match(group)
+
+    async def _member_page(self, tenant: str, stored: StoredResource, query: Mapping[str, str]) -> list[Member] | None:
+        if not protocol.returns(query, "members"):
+            return None
+        after = query.get("membersAfter")
+        if after is not None and not protocol.is_safe_id(after):
+            raise errors.invalid_value("membersAfter must be a member id")
+        return await self._members.members(tenant, stored.resource_id, after, MAX_MEMBERS_PER_GET)
+
+    async def _resolve(self, tenant: str, entries: Sequence[tuple[str, str | None]], group_id: str) -> list[Member]:
+        """Check that every member is a User or Group of this tenant; if one is not, nothing is written."""
+        unique = dict(entries)
+        if group_id in unique:
+            raise errors.invalid_value("A group cannot be a member of itself")
+        unsafe = [member_id for member_id in unique if not protocol.is_safe_id(member_id)]
+        if unsafe:
+            raise errors.invalid_value("Members must be ids of existing Users or Groups")
+        semaphore = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def resolve(member_id: str, display: str | None) -> Member | None:
+            async with semaphore:
+                for resource_type in ("User", "Group"):
+                    found = await self._store.get(tenant, resource_type, member_id)
+                    if found is not None:
+                        name = found.document.get("displayName") or found.document.get("userName")
+                        return Member(member_id, resource_type, display or name)
+            return None
+
+        try:
+            resolved = await asyncio.gather(*(resolve(i, d) for i, d in unique.items()))
+        except StoreError as exc:
+            raise protocol.store_error(exc) from exc
+        missing = [member_id for member_id, member in zip(unique, resolved, strict=True) if member is None]
+        if missing:
+            shown = ", ".join(missing[:5])
+            raise errors.invalid_value(f"Members must be existing Users or Groups; not found: {shown}")
+        return [member for member in resolved if member is not None]
+
+    async def _apply(self, tenant: str, group_id: str, change: MembershipChange, members: list[Member]) -> None:
+        try:
+            if change.clear:
+                keep = set(change.added)
+                stale = [member_id async for member_id in self._members.member_ids(tenant, group_id)]
+                await self._members.remove(tenant, [(group_id, m) for m in stale if m not in keep])
+            await self._members.remove(tenant, [(group_id, member_id) for member_id in sorted(change.removed)])
+            await self._members.add(tenant, group_id, members)
+        except StoreError as exc:
+            raise protocol.store_error(exc) from exc
+
+    async def _remove_all_members(self, tenant: str, group_id: str, deadline: float) -> None:
+        batch: list[tuple[str, str]] = []
+        async for member_id in self._members.member_ids(tenant, group_id):
+            batch.append((group_id, member_id))
+            if len(batch) == MembershipStore.EDGES_PER_TRANSACTION:
+                await self._members.remove(tenant, batch)
+                batch = []
+                if time.monotonic() > deadline:
+                    raise TimeoutError()
+        await self._members.remove(tenant, batch)
+
+    async def _load(self, tenant: str, group_id: str) -> StoredResource:
+        if not protocol.is_safe_id(group_id):
+            raise errors.not_found(f"Group {group_id[:64]} not found")
+        try:
+            stored = await self._store.get(tenant, RESOURCE_TYPE, group_id)
+        except StoreUnavailable as exc:
+            raise protocol.store_error(exc) from exc
+        if stored is None:
+            raise errors.not_found(f"Group {group_id} not found")
+        return stored
+
+    async def _save(self, tenant: str, current: StoredResource, group: ScimGroup) -> StoredResource:
+        stored = StoredResource(current.resource_id, _document(group), current.created, protocol.now(), "")
+        old_keys = _keys(_from_stored(current))
+        return await self._write(
+            self._store.replace(tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, _keys(group))
+        )
+
+    @staticmethod
+    async def _write(write: Any) -> StoredResource:
+        try:
+            return await write
+        except UniqueKeyTaken as exc:
+            raise errors.uniqueness(f"A group with this {exc.index} already exists") from exc
+        except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
+            raise protocol.store_error(exc) from exc
+
+
+def _split_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
+    """The group document without ``members``, and the members it names (checked and stored as rows)."""
+    key = next((k for k in body if k.lower() == "members"), None)
+    if key is None:
+        return body, []
+    value = body.pop(key)
+    return body, member_entries(value) if value is not None else []
+
+
+def _validate(payload: dict[str, Any], context: Context) -> ScimGroup:
+    try:
+        with ENTRA_POLICY:
+            return ScimGroup.model_validate(payload, scim_ctx=context)
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+
+
+def _patch_op(payload: dict[str, Any]) -> "PatchOp[ScimGroup]":
+    try:
+        with ENTRA_POLICY:
+            return PatchOp[ScimGroup].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+
+
+def _patched(operations: "PatchOp[ScimGroup]", group: ScimGroup) -> ScimGroup:
+    with ENTRA_POLICY:
+        try:
+            operations.patch(group)
+            return _validate(group.model_dump(scim_ctx=Context.DEFAULT), Context.RESOURCE_REPLACEMENT_REQUEST)
+        except (SCIMException, ValidationError) as exc:
+            raise errors.from_validation(exc) from exc
+
+
+def _document(group: ScimGroup) -> dict[str, Any]:
+    document = group.model_dump(scim_ctx=Context.DEFAULT)
+    for name in _NOT_STORED:
+        document.pop(name, None)
+    return document
+
+
+def _from_stored(stored: StoredResource) -> ScimGroup:
+    with ENTRA_POLICY:
+        return ScimGroup.model_validate(stored.document, scim_ctx=Context.DEFAULT)
+
+
+def _keys(group: ScimGroup) -> list[IndexKey]:
+    """displayName is unique case-insensitively: Entra matches groups by it and needs exactly one answer."""
+    keys = [IndexKey("displayName", fold(group.display_name or ""), unique=True)]
+    if group.external_id:
+        keys.append(IndexKey("externalId", group.external_id, unique=False))
+    return keys
+
+
+def _summary(group: ScimGroup) -> dict[str, str]:
+    summary = {"displayName": group.display_name or ""}
+    if group.external_id:
+        summary["externalId"] = group.external_id
+    return summary
+
+
+def _render(
+    stored: StoredResource, base_url: str, members: list[Member] | None, parameters: ResponseParameters[Any] | None
+) -> Rendered:
+    document = {**stored.document, "id": stored.resource_id}
+    document["meta"] = protocol.meta(RESOURCE_TYPE, stored, f"{base_url}/Groups/{stored.resource_id}")
+    if members is not None:
+        document["members"] = [_member_document(member, base_url) for member in members]
+    if parameters is not None:
+        with ENTRA_POLICY:
+            group = ScimGroup.model_validate(document, scim_ctx=Context.DEFAULT)
+            document = group.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    return Rendered(document, stored.etag)
+
+
+def _member_document(member: Member, base_url: str) -> dict[str, str]:
+    document = {
+        "value": member.member_id,
+        "$ref": f"{base_url}/{member.member_type}s/{member.member_id}",
+        "type": member.member_type,
+    }
+    if member.display:
+        document["display"] = member.display
+    return document
+
+
+async def _gather(awaitables: Any) -> list[Any]:
+    return list(await asyncio.gather(*awaitables))
