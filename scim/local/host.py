@@ -117,4 +117,5 @@ def serve(host: str, port: int) -> None:
     routes = discover_routes()
     for route in routes:
         print(f"  {route.name}: [{','.join(sorted(route.methods))}] {route.pattern.pattern}")
-    web.run_app(build_app(routes), host=host, port=port, print=lambda line: print(line, flush=True))
+    app = build_app(routes)
+    web.run_app(app, host=host, port=port, access_log=None, print=lambda line: print(line, flush=True))
