@@ -80,7 +80,8 @@ def match_secret(presented: str, secret_digests: Sequence[tuple[str, bytes]]) ->
     The presented token is hashed once and its digest compared, in constant time, with every configured digest,
     whatever matched first, so timing reveals neither the token nor which entry (or how many) matched.
     """
-    candidate = hashlib.sha256(presented.encode("utf-8")).digest()
+    # surrogatepass: a header may carry text no configured secret can hold; it must fail to match, not to encode
+    candidate = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
     tenant: str | None = None
     for token_tenant, digest in secret_digests:
         if hmac.compare_digest(candidate, digest) and tenant is None:

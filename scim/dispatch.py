@@ -1,8 +1,15 @@
 """The one entry point of the handler layer: authenticate, route a :class:`ScimRequest` to its operation, and turn
-every outcome (including the unexpected) into a SCIM response with one structured log line."""
+every outcome (including the unexpected) into a SCIM response with one structured log line.
+
+A request body is read here, once, and only a body within these limits reaches a service: at most
+:data:`~scim.schemas.MAX_PAYLOAD_BYTES` bytes (else 413), UTF-8, RFC 8259 JSON without ``NaN``/``Infinity``, at most
+:data:`MAX_JSON_DEPTH` levels of nesting, no string with an unpaired surrogate, and no object that names one
+attribute twice (SCIM attribute names are case-insensitive); anything else is a 400 that changes nothing.
+"""
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -11,16 +18,21 @@ from scim.auth import Authenticator
 from scim.errors import ScimError
 from scim.groups import GroupService
 from scim.messages import ScimRequest, ScimResponse
-from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, list_response, page_of
+from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, has_lone_surrogate, list_response, page_of
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
 from scim.settings import ConfigurationError, Settings, current_settings
-from scim.store.tables import MembershipStore, TableStore
+from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
 
 log = logging.getLogger("scim.request")
 _JSON_MEDIA_TYPES = ("application/scim+json", "application/json")
 _SEARCH_PARAMETERS = ("attributes", "excludedAttributes", "filter", "startIndex", "count")
 _USER_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects a request body may have; Entra's deepest bodies need 5 (PatchOp, its
+Operations, an operation, its value list, a member). Validation, normalisation and serialisation all recurse over
+the body: bounded here, none of them can approach Python's recursion limit. A body deep enough to reach that limit
+inside the JSON parser itself (about 1,000 levels) is stopped by the parser's own recursion guard, as invalid JSON."""
 
 
 class ScimEndpoint:
@@ -36,6 +48,8 @@ class ScimEndpoint:
 
     async def handle(self, request: ScimRequest) -> ScimResponse:
         started = time.perf_counter()
+        writes = [0]
+        WRITES.set(writes)
         tenant = "-"
         try:
             tenant = await self.authenticator.authenticate(request.header("Authorization"))
@@ -45,7 +59,7 @@ class ScimEndpoint:
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.endpoint)
             response = error_response(ScimError(500, "Internal error"))
-        _log(request, response, tenant, started)
+        _log(request, response, tenant, started, writes[0])
         return response
 
     async def _route(self, tenant: str, request: ScimRequest) -> ScimResponse:
@@ -112,11 +126,12 @@ class ScimEndpoint:
     async def _search_all(self, tenant: str, query: dict[str, str], request: ScimRequest) -> dict[str, Any]:
         """A search at the root (RFC 7644 §3.4.3) covers Users then Groups, paged as one list."""
         page = page_of(query)
-        everything = {**query, "startIndex": "1", "count": str(page.start - 1 + page.count)}
-        users = await self.users.query(tenant, everything, request.base_url)
-        groups = await self.groups.query(tenant, everything, request.base_url)
+        users = await self.users.query(tenant, {**query, "count": str(page.count)}, request.base_url)
+        after_users = {"startIndex": str(max(page.start - users["totalResults"], 1))}
+        after_users["count"] = str(page.count - len(users["Resources"]))
+        groups = await self.groups.query(tenant, {**query, **after_users}, request.base_url)
         resources = users["Resources"] + groups["Resources"]
-        return list_response(users["totalResults"] + groups["totalResults"], page, page.window(resources))
+        return list_response(users["totalResults"] + groups["totalResults"], page, resources)
 
     def _discovery(self, endpoint: str, request: ScimRequest) -> ScimResponse:
         if request.method.upper() != "GET":
@@ -189,9 +204,49 @@ def _json_body(request: ScimRequest) -> Any:
     if len(request.body) > MAX_PAYLOAD_BYTES:
         raise errors.too_large(f"The request body may be at most {MAX_PAYLOAD_BYTES} bytes")
     try:
-        return json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = request.body.decode("utf-8")
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_object)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge integers
         raise errors.invalid_syntax("The request body is not valid JSON") from exc
+    _check_values(body)
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``: Python's parser accepts them, JSON does not."""
+    raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    """A number too large for a float (``1e999``) would become infinity, which no JSON response can carry."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose attribute names differ from each other case-insensitively, as SCIM reads them; otherwise one
+    of two spellings (``members`` and ``Members``) would silently win and the other be ignored."""
+    names = {name.lower() for name, _ in pairs}
+    if len(names) != len(pairs):
+        raise errors.invalid_syntax("An object in the request body names the same attribute twice")
+    return dict(pairs)
+
+
+def _check_values(body: Any) -> None:
+    """Depth and text checks over the parsed body, iteratively, so that the check itself cannot recurse too deep."""
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if has_lone_surrogate(value):
+                raise errors.invalid_value("The request body holds a string that is not valid Unicode text")
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise errors.invalid_syntax(f"The request body may nest at most {MAX_JSON_DEPTH} levels deep")
+            items = [*value, *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
 
 
 def _search_query(body: Any) -> dict[str, str]:
@@ -207,7 +262,7 @@ def _search_query(body: Any) -> dict[str, str]:
     return query
 
 
-def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: float) -> None:
+def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: float, writes: int) -> None:
     resource = "item" if request.resource_id else "collection"
     log.info(
         json.dumps(
@@ -219,6 +274,7 @@ def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: flo
                 "tenant": tenant,
                 "status": response.status,
                 "ms": round((time.perf_counter() - started) * 1000, 2),
+                "writes": writes,
             }
         )
     )

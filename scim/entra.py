@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from scim.errors import invalid_path, invalid_syntax, invalid_value
+from scim.filters import MAX_FILTER_DEPTH, nesting_depth
 from scim.membership import is_members_path
 from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
@@ -33,7 +34,8 @@ _MULTI_VALUED = {
 }  # fmt: skip
 _KNOWN_SCHEMAS = {urn.lower(): urn for urn in (USER_SCHEMA, ENTERPRISE_SCHEMA, GROUP_SCHEMA)}
 MAX_OPERATIONS = 100
-"""The most operations one PATCH may carry; Entra sends a handful."""
+"""The most operations one PATCH may carry; Entra sends a handful. Each operation's path may nest at most
+:data:`scim.filters.MAX_FILTER_DEPTH` levels deep (``emails[type eq "work"]`` is 1)."""
 
 
 def normalise_resource(body: Any) -> dict[str, Any]:
@@ -120,6 +122,8 @@ def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
 
 
 def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> list[dict[str, Any]]:
+    if nesting_depth(path) > MAX_FILTER_DEPTH:  # a path's value filter is parsed and walked like any filter
+        raise invalid_path(f"A path may nest at most {MAX_FILTER_DEPTH} levels deep")
     if _MANAGER_PATH.match(path):
         return _manager_operations(op, value)
     if op in ("add", "replace") and (value is None or value == "") and not is_members_path(path):

@@ -74,12 +74,17 @@ def from_validation(exc: Exception) -> ScimError:
     status = getattr(exc, "status", None)
     scim_type = getattr(exc, "scim_type", None)
     if isinstance(status, int) and 400 <= status < 500:
+        cause = exc.__cause__
+        if cause is not None and callable(getattr(cause, "errors", None)):
+            # scim2-models passes pydantic's own report on ("1 validation error for ScimUser ..."): name the attribute
+            located = from_validation(cause)
+            return ScimError(status, located.detail, scim_type or located.scim_type)
         return ScimError(status, _first_line(str(exc)), scim_type or None)
     errors = getattr(exc, "errors", None)
     if callable(errors):
         for error in errors():
             context = error.get("ctx") or {}
-            location = ".".join(str(part) for part in error.get("loc", ()) if not isinstance(part, int))
+            location = ".".join(_attribute_name(part) for part in error.get("loc", ()) if not isinstance(part, int))
             detail = f"Invalid value for '{location}'" if location else _first_line(error.get("msg", ""))
             if context.get("scim_type"):
                 return ScimError(int(context.get("status", 400)), detail, context["scim_type"])
@@ -87,6 +92,12 @@ def from_validation(exc: Exception) -> ScimError:
                 return invalid_value(f"Required attribute missing: {_first_line(error.get('msg', location))}")
             return invalid_value(detail)
     return invalid_value("The request is not a valid SCIM resource")
+
+
+def _attribute_name(part: object) -> str:
+    """The SCIM name of a location part: assignments report the model's field (``user_name``), not ``userName``."""
+    first, *rest = str(part).split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 def _first_line(text: str) -> str:

@@ -7,11 +7,16 @@ is still evaluated on each candidate, so the index only narrows and never decide
 
 Group members are not part of the stored group document, so a filter on ``members`` is evaluated against the
 membership rows of the member ids it names (``member_ids``), read by point reads.
+
+Limits, each a 400 ``invalidFilter``: :data:`MAX_FILTER_LENGTH` characters and :data:`MAX_FILTER_DEPTH` levels of
+nesting, both checked on the text before it is parsed; and no unpaired surrogate, raw or written as a ``\ud800``
+escape (such text has no UTF-8 form, so it could reach neither a key nor a response).
 """
 
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,9 +25,15 @@ from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode,
 from scim2_models.path.expressions import LogicalOperator
 
 from scim.errors import invalid_filter
+from scim.protocol import has_lone_surrogate
 from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, ScimGroup, ScimUser
 
 MAX_FILTER_LENGTH = 2048
+MAX_FILTER_DEPTH = 32
+"""The deepest nesting of parentheses and value-path brackets a filter (or a PATCH path) may have; ``not`` always
+opens a parenthesis, so it counts too. The parser, the planner and the predicate all recurse over the syntax tree:
+without this bound, ``((((…))))`` or ``not (not (…))`` a thousand deep reaches Python's recursion limit in one of
+them. Entra's filters are at most 2 deep."""
 _CORE_URNS = {USER_SCHEMA.lower(), GROUP_SCHEMA.lower()}
 _QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
 _BARE_VALUE = re.compile(r"(?i)\b(eq|ne|co|sw|ew|gt|ge|lt|le)(\s+)([^\s\"()\[\]]+)")
@@ -56,14 +67,50 @@ def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
     """Parse a filter for the endpoint of ``model`` (User or Group), or raise 400 ``invalidFilter``."""
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"A filter may be at most {MAX_FILTER_LENGTH} characters long")
+    if nesting_depth(text) > MAX_FILTER_DEPTH:
+        raise invalid_filter(f"A filter may nest at most {MAX_FILTER_DEPTH} levels deep")
+    if has_lone_surrogate(text):
+        raise invalid_filter("The filter is not valid Unicode text")
     try:
         node = ScimFilter(_quote_bare_values(text)).ast
         predicate = ScimFilter[model](_canonical(node))  # type: ignore[valid-type]
     except (SCIMException, ValueError, TypeError, RecursionError) as exc:
         raise invalid_filter("The filter is not valid SCIM filter syntax for this resource type") from exc
+    if any(isinstance(value, str) and has_lone_surrogate(value) for value in _values(predicate.ast)):
+        raise invalid_filter("The filter is not valid Unicode text")  # written as an escape: "\\ud800"
     indexed = _GROUP_INDEXES if model is ScimGroup else _USER_INDEXES
     member_ids = frozenset(_member_values(predicate.ast)) if model is ScimGroup else frozenset()
     return ParsedFilter(predicate=predicate, lookup=_plan(predicate.ast, indexed), member_ids=member_ids)
+
+
+def nesting_depth(text: str) -> int:
+    """How deep ``(`` and ``[`` nest outside quoted strings: one pass, no recursion, whatever the text is."""
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in text:
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _values(node: FilterNode) -> Iterator[object]:
+    """Every value the filter compares with, as parsed (JSON escapes in the text are decoded by then)."""
+    if isinstance(node, LogicalExpr):
+        for term in node.terms:
+            yield from _values(term)
+    elif isinstance(node, Not):
+        yield from _values(node.expr)
+    elif isinstance(node, ValuePath):
+        yield from _values(node.val_filter)
+    elif isinstance(node, Comparison):
+        yield node.value
 
 
 def _quote_bare_values(text: str) -> str:

@@ -248,7 +248,9 @@ class GroupService:
                 keep = set(change.added)
                 stale = [member_id async for member_id in self._members.member_ids(tenant, group_id)]
                 await self._members.remove(tenant, [(group_id, m) for m in stale if m not in keep])
-            await self._members.remove(tenant, [(group_id, member_id) for member_id in sorted(change.removed)])
+            # An id this service never issues cannot be a member: removing it changes nothing, and never reaches a key
+            removed = sorted(member_id for member_id in change.removed if protocol.is_safe_id(member_id))
+            await self._members.remove(tenant, [(group_id, member_id) for member_id in removed])
             await self._members.add(tenant, group_id, members)
         except StoreError as exc:
             raise protocol.store_error(exc) from exc
@@ -266,7 +268,7 @@ class GroupService:
 
     async def _load(self, tenant: str, group_id: str) -> StoredResource:
         if not protocol.is_safe_id(group_id):
-            raise errors.not_found(f"Group {group_id[:64]} not found")
+            raise errors.not_found("Group not found")  # an id no group can have is not echoed back
         try:
             stored = await self._store.get(tenant, RESOURCE_TYPE, group_id)
         except StoreUnavailable as exc:
@@ -304,9 +306,13 @@ def _split_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
 def _validate(payload: dict[str, Any], context: Context) -> ScimGroup:
     try:
         with ENTRA_POLICY:
-            return ScimGroup.model_validate(payload, scim_ctx=context)
+            group = ScimGroup.model_validate(payload, scim_ctx=context)
     except (SCIMException, ValidationError) as exc:
         raise errors.from_validation(exc) from exc
+    if not (group.display_name or "").strip():  # the library takes "" for the required, unique displayName
+        raise errors.invalid_value("displayName must not be empty")
+    protocol.require_unicode(group.model_dump(scim_ctx=Context.DEFAULT))
+    return group
 
 
 def _patch_op(payload: dict[str, Any]) -> "PatchOp[ScimGroup]":

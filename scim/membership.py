@@ -23,7 +23,8 @@ from scim2_models.path.expressions import LogicalOperator
 from scim.errors import invalid_path, invalid_value
 
 MAX_MEMBERS_PER_OPERATION = 1000
-"""The most member values one operation may name; Entra sends batches far smaller than this."""
+"""The most members one operation may name, in a value list or in a ``members[value eq …]`` filter; Entra sends
+batches far smaller than this. Each named member costs store reads or writes, so this bounds what one request costs."""
 
 
 @dataclass
@@ -131,7 +132,10 @@ def _selected_ids(path: str) -> list[str] | None:
         node = ScimFilter(inner).ast
     except (SCIMException, ValueError) as exc:
         raise invalid_path("The members filter is not valid") from exc
-    return _value_eq_terms(node)
+    selected = _value_eq_terms(node)
+    if len(selected) > MAX_MEMBERS_PER_OPERATION:
+        raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be given at once")
+    return selected
 
 
 def _value_eq_terms(node: FilterNode) -> list[str]:

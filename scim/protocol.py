@@ -1,5 +1,7 @@
 """RFC 7644 rules every resource type shares: paging, preconditions, list responses, timestamps, safe ids."""
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +17,12 @@ from scim.store.contract import ResourceChanged, ResourceTooLarge, StoredResourc
 
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 _SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_MAX_DIGITS = 18
+MAX_START_INDEX = 2**31 - 1
+"""The largest ``startIndex`` a list response echoes; a larger one is clamped to it (no tenant holds that many
+resources, and clients such as Entra's read the echoed value as a 32-bit integer)."""
 
 
 @dataclass(frozen=True)
@@ -41,19 +49,22 @@ class Page:
 
 
 def page_of(query: Mapping[str, str]) -> Page:
+    """``count`` clamped to ``0..MAX_RESULTS`` and ``startIndex`` to ``1..MAX_START_INDEX``, as the RFC clamps them."""
     start = _integer(query, "startIndex", 1)
     count = _integer(query, "count", MAX_RESULTS)
-    return Page(start=max(start, 1), count=min(max(count, 0), MAX_RESULTS))
+    return Page(start=min(max(start, 1), MAX_START_INDEX), count=min(max(count, 0), MAX_RESULTS))
 
 
 def _integer(query: Mapping[str, str], name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
+    """A decimal integer in ASCII digits; ``int()`` alone would also take ``1_000``, ``٣`` and 4,000-digit numbers."""
+    digits = (query.get(name) or "").strip()
+    if not digits:
         return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise errors.invalid_value(f"{name} must be an integer") from exc
+    if not _INTEGER.fullmatch(digits):
+        raise errors.invalid_value(f"{name} must be an integer")
+    if len(digits.lstrip("+-").lstrip("0")) > _MAX_DIGITS:  # far beyond either clamp: saturate, do not convert
+        return -(10**_MAX_DIGITS) if digits.startswith("-") else 10**_MAX_DIGITS
+    return int(digits)
 
 
 def list_response(total: int, page: Page, resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,6 +130,19 @@ def _strip_filters(paths: str | None) -> str | None:
 def is_safe_id(resource_id: str) -> bool:
     """Ids this service issues are hex; anything else cannot exist, so it never reaches a storage key."""
     return 0 < len(resource_id) <= 64 and all(char in _SAFE_ID for char in resource_id)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a surrogate code point, which a JSON escape such as ``\\ud800`` can produce: such text
+    has no UTF-8 form, so it could be neither hashed into a key nor sent back in a response."""
+    return _SURROGATE.search(text) is not None
+
+
+def require_unicode(document: dict[str, Any]) -> None:
+    """400 if a resource about to be stored holds a surrogate: a PATCH path such as ``emails[value eq "\\ud800"]``
+    can create one after the body was checked, and a stored one would make every later read of it unanswerable."""
+    if has_lone_surrogate(json.dumps(document, ensure_ascii=False, default=str)):
+        raise errors.invalid_value("Attribute values must be valid Unicode text")
 
 
 def store_error(exc: Exception) -> ScimError:

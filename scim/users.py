@@ -184,7 +184,7 @@ class UserService:
 
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
         if not protocol.is_safe_id(resource_id):
-            raise errors.not_found(f"User {resource_id[:64]} not found")
+            raise errors.not_found("User not found")  # an id no user can have is not echoed back
         try:
             stored = await self._store.get(tenant, RESOURCE_TYPE, resource_id)
         except StoreUnavailable as exc:
@@ -213,6 +213,9 @@ def _validate(payload: dict[str, Any], context: Context) -> ScimUser:
             user = ScimUser.model_validate(payload, scim_ctx=context)
     except (SCIMException, ValidationError) as exc:
         raise errors.from_validation(exc) from exc
+    if not (user.user_name or "").strip():  # the library takes "" for the required, unique userName
+        raise errors.invalid_value("userName must not be empty")
+    protocol.require_unicode(user.model_dump(scim_ctx=Context.DEFAULT))
     if len(user.emails or ()) > MAX_EMAILS:
         raise errors.invalid_value(f"A user may have at most {MAX_EMAILS} e-mail addresses")
     return user

@@ -178,3 +178,17 @@ async def test_large_membership_pages_by_members_after(client: Client):
 
 def _tenant(client: Client) -> str:
     return client.endpoint.settings.bearer_tokens[0][0]
+
+
+async def test_adding_a_hundred_members_is_two_table_transactions(client: Client, caplog):
+    import json
+    import logging
+
+    ids = await users(client, 100)
+    group = await create_group(client, "Counted")
+    body = patch_body({"op": "Add", "path": "members", "value": [{"value": member} for member in ids]})
+    with caplog.at_level(logging.INFO, logger="scim.request"):
+        assert (await client.call("PATCH", f"Groups/{group['id']}", body)).status == 204
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["status"] == 204
+    assert line["writes"] == 3  # the group row (meta.version), then 100 memberships in 2 transactions of 50
