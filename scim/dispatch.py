@@ -24,10 +24,12 @@ from scim.settings import ConfigurationError, Settings, current_settings
 from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
 
+ResourceService = UserService | GroupService
+
 log = logging.getLogger("scim.request")
 _JSON_MEDIA_TYPES = ("application/scim+json", "application/json")
 _SEARCH_PARAMETERS = ("attributes", "excludedAttributes", "filter", "startIndex", "count")
-_USER_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
+_RESOURCE_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
 MAX_JSON_DEPTH = 64
 """The deepest nesting of arrays and objects a request body may have; Entra's deepest bodies need 5 (PatchOp, its
 Operations, an operation, its value list, a member). Validation, normalisation and serialisation all recurse over
@@ -65,9 +67,9 @@ class ScimEndpoint:
     async def _route(self, tenant: str, request: ScimRequest) -> ScimResponse:
         endpoint = request.endpoint.lower()
         if endpoint == "users":
-            return await self._users(tenant, request)
+            return await self._resources(self.users, tenant, request)
         if endpoint == "groups":
-            return await self._groups(tenant, request)
+            return await self._resources(self.groups, tenant, request)
         if endpoint == ".search":
             if request.method.upper() != "POST":
                 raise ScimError(405, "Search is a POST", headers={"Allow": "POST"})
@@ -76,51 +78,29 @@ class ScimEndpoint:
             return self._discovery(endpoint, request)
         raise errors.not_found("Unknown endpoint")
 
-    async def _users(self, tenant: str, request: ScimRequest) -> ScimResponse:
+    async def _resources(self, service: ResourceService, tenant: str, request: ScimRequest) -> ScimResponse:
+        """Users and Groups share one protocol; only a PATCH's answer differs, and the service decides it."""
         method, rid = request.method.upper(), request.resource_id
-        allowed = ("POST",) if rid == ".search" else _USER_METHODS["item" if rid else "collection"]
+        allowed = ("POST",) if rid == ".search" else _RESOURCE_METHODS["item" if rid else "collection"]
         if method not in allowed:
             raise ScimError(405, f"{method} is not supported here", headers={"Allow": ", ".join(allowed)})
-        users, base, if_match = self.users, request.base_url, request.header("If-Match")
+        base, if_match = request.base_url, request.header("If-Match")
         if method == "POST" and rid == ".search":
-            return ScimResponse(200, await users.query(tenant, _search_query(_json_body(request)), base))
+            return ScimResponse(200, await service.query(tenant, _search_query(_json_body(request)), base))
         if method == "GET" and rid:
-            return _resource(200, await users.get(tenant, rid, request.query, base))
+            return _resource(200, await service.get(tenant, rid, request.query, base))
         if method == "GET":
-            return ScimResponse(200, await users.query(tenant, request.query, base))
+            return ScimResponse(200, await service.query(tenant, request.query, base))
         if method == "POST":
-            rendered = await users.create(tenant, _json_body(request), base)
+            rendered = await service.create(tenant, _json_body(request), base)
             return _resource(201, rendered, {"Location": rendered.document["meta"]["location"]})
         assert rid is not None
         if method == "PUT":
-            return _resource(200, await users.replace(tenant, rid, _json_body(request), if_match, base))
+            return _resource(200, await service.replace(tenant, rid, _json_body(request), if_match, base))
         if method == "PATCH":
-            return _resource(200, await users.patch(tenant, rid, _json_body(request), if_match, base))
-        await users.delete(tenant, rid, if_match)
-        return ScimResponse(204)
-
-    async def _groups(self, tenant: str, request: ScimRequest) -> ScimResponse:
-        method, rid = request.method.upper(), request.resource_id
-        allowed = ("POST",) if rid == ".search" else _USER_METHODS["item" if rid else "collection"]
-        if method not in allowed:
-            raise ScimError(405, f"{method} is not supported here", headers={"Allow": ", ".join(allowed)})
-        groups, base, if_match = self.groups, request.base_url, request.header("If-Match")
-        if method == "POST" and rid == ".search":
-            return ScimResponse(200, await groups.query(tenant, _search_query(_json_body(request)), base))
-        if method == "GET" and rid:
-            return _resource(200, await groups.get(tenant, rid, request.query, base))
-        if method == "GET":
-            return ScimResponse(200, await groups.query(tenant, request.query, base))
-        if method == "POST":
-            rendered = await groups.create(tenant, _json_body(request), base)
-            return _resource(201, rendered, {"Location": rendered.document["meta"]["location"]})
-        assert rid is not None
-        if method == "PUT":
-            return _resource(200, await groups.replace(tenant, rid, _json_body(request), if_match, base))
-        if method == "PATCH":
-            patched = await groups.patch(tenant, rid, _json_body(request), if_match, request.query, base)
+            patched = await service.patch(tenant, rid, _json_body(request), if_match, request.query, base)
             return ScimResponse(204) if patched is None else _resource(200, patched)
-        await groups.delete(tenant, rid, if_match)
+        await service.delete(tenant, rid, if_match)
         return ScimResponse(204)
 
     async def _search_all(self, tenant: str, query: dict[str, str], request: ScimRequest) -> dict[str, Any]:

@@ -65,10 +65,16 @@ class UserService:
         current = await self._load(tenant, resource_id)
         protocol.check_precondition(current, if_match)
         user = _validate(entra.normalise_resource(payload), Context.RESOURCE_REPLACEMENT_REQUEST)
-        return await self._save(tenant, current, user, base_url)
+        stored = await self._save(tenant, current, user)
+        return _render(stored, base_url, None, await self._groups(tenant, stored, {}, base_url))
 
-    async def patch(self, tenant: str, resource_id: str, payload: Any, if_match: str | None, base_url: str) -> Rendered:
+    async def patch(
+        self, tenant: str, resource_id: str, payload: Any, if_match: str | None, query: Mapping[str, str], base_url: str
+    ) -> Rendered:
+        """Apply a PATCH and return the user (200: Entra's examples show the resource, and scim-sanity requires it),
+        projected by the request's ``attributes``/``excludedAttributes`` as RFC 7644 §3.5.2 allows."""
         operations = _patch_op(entra.normalise_patch(payload))
+        parameters = protocol.response_parameters(query, ScimUser)
         for _ in range(PATCH_RETRIES):
             current = await self._load(tenant, resource_id)
             protocol.check_precondition(current, if_match)
@@ -79,13 +85,13 @@ class UserService:
                     user = _validate(user.model_dump(scim_ctx=Context.DEFAULT), Context.RESOURCE_REPLACEMENT_REQUEST)
                 except (SCIMException, ValidationError) as exc:
                     raise errors.from_validation(exc) from exc
-            if not changed:
-                return _render(current, base_url, None)
             try:
-                return await self._save(tenant, current, user, base_url)
+                stored = await self._save(tenant, current, user) if changed else current
             except ScimError as exc:
                 if exc.status != 412 or if_match:
                     raise
+                continue
+            return _render(stored, base_url, parameters, await self._groups(tenant, stored, query, base_url))
         raise errors.ScimError(409, "The user kept changing while the PATCH was applied; retry")
 
     async def delete(self, tenant: str, resource_id: str, if_match: str | None) -> None:
@@ -193,7 +199,7 @@ class UserService:
             raise errors.not_found(f"User {resource_id} not found")
         return stored
 
-    async def _save(self, tenant: str, current: StoredResource, user: ScimUser, base_url: str) -> Rendered:
+    async def _save(self, tenant: str, current: StoredResource, user: ScimUser) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(user), current.created, protocol.now(), "")
         old_keys = _index_keys(_from_stored(current))
         try:
@@ -204,7 +210,7 @@ class UserService:
             raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
         except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
             raise protocol.store_error(exc) from exc
-        return _render(stored, base_url, None)
+        return stored
 
 
 def _validate(payload: dict[str, Any], context: Context) -> ScimUser:

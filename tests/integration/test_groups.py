@@ -192,3 +192,15 @@ async def test_adding_a_hundred_members_is_two_table_transactions(client: Client
     line = json.loads(caplog.records[-1].getMessage())
     assert line["status"] == 204
     assert line["writes"] == 3  # the group row (meta.version), then 100 memberships in 2 transactions of 50
+
+
+async def test_user_patch_and_put_responses_list_the_users_groups(client: Client):
+    [user_id] = await users(client, 1)
+    await create_group(client, "Listed", [user_id])
+    patched = await client.call(
+        "PATCH", f"Users/{user_id}", patch_body({"op": "replace", "path": "title", "value": "T"})
+    )
+    assert [g["display"] for g in patched.document["groups"]] == ["Listed"]
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "member0@example.com"}
+    replaced = await client.call("PUT", f"Users/{user_id}", body)
+    assert [g["display"] for g in replaced.document["groups"]] == ["Listed"]

@@ -155,3 +155,12 @@ async def test_oversize_document_is_413_and_nothing_is_stored(client: Client):
     assert response.status == 413
     listed = await client.call("GET", "Users", query={"filter": 'userName eq "big@example.com"'})
     assert listed.document["totalResults"] == 0
+
+
+async def test_patch_response_honours_attributes(client: Client):
+    created = await client.create_user("projected@example.com", displayName="Before")
+    body = patch_body({"op": "replace", "path": "displayName", "value": "After"})
+    response = await client.call("PATCH", f"Users/{created['id']}", body, query={"attributes": "displayName"})
+    assert response.status == 200
+    assert set(response.document) == {"schemas", "id", "displayName"}
+    assert response.document["displayName"] == "After"
