@@ -27,12 +27,8 @@ from scim.schemas import ENTRA_POLICY, MAX_MEMBERS_PER_GET, ScimGroup
 from scim.store.contract import (
     IndexKey,
     Member,
-    ResourceChanged,
-    ResourceTooLarge,
     StoredResource,
     StoreError,
-    StoreUnavailable,
-    UniqueKeyTaken,
 )
 from scim.store.tables import MembershipStore, TableStore
 
@@ -61,7 +57,8 @@ class GroupService:
         members = await self._resolve(tenant, entries, group_id)
         now = protocol.now()
         stored = StoredResource(group_id, _document(group), now, now, "")
-        stored = await self._write(self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), _keys(group)))
+        with protocol.store_errors(RESOURCE_TYPE):
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), _keys(group))
         try:
             await self._members.add(tenant, group_id, members)
         except StoreError as exc:
@@ -267,31 +264,15 @@ class GroupService:
         await self._members.remove(tenant, batch)
 
     async def _load(self, tenant: str, group_id: str) -> StoredResource:
-        if not protocol.is_safe_id(group_id):
-            raise errors.not_found("Group not found")  # an id no group can have is not echoed back
-        try:
-            stored = await self._store.get(tenant, RESOURCE_TYPE, group_id)
-        except StoreUnavailable as exc:
-            raise protocol.store_error(exc) from exc
-        if stored is None:
-            raise errors.not_found(f"Group {group_id} not found")
-        return stored
+        return await protocol.load(self._store, tenant, RESOURCE_TYPE, group_id)
 
     async def _save(self, tenant: str, current: StoredResource, group: ScimGroup) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(group), current.created, protocol.now(), "")
         old_keys = _keys(_from_stored(current))
-        return await self._write(
-            self._store.replace(tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, _keys(group))
-        )
-
-    @staticmethod
-    async def _write(write: Any) -> StoredResource:
-        try:
-            return await write
-        except UniqueKeyTaken as exc:
-            raise errors.uniqueness(f"A group with this {exc.index} already exists") from exc
-        except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
-            raise protocol.store_error(exc) from exc
+        with protocol.store_errors(RESOURCE_TYPE):
+            return await self._store.replace(
+                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, _keys(group)
+            )
 
 
 def _split_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str | None]]]:

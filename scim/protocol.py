@@ -2,7 +2,8 @@
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,8 @@ from scim2_models import ResponseParameters, SCIMException
 from scim import errors
 from scim.errors import ScimError
 from scim.schemas import MAX_RESULTS
-from scim.store.contract import ResourceChanged, ResourceTooLarge, StoredResource
+from scim.store.contract import ResourceChanged, ResourceTooLarge, StoredResource, StoreError, UniqueKeyTaken
+from scim.store.tables import TableStore
 
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 _SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
@@ -143,6 +145,28 @@ def require_unicode(document: dict[str, Any]) -> None:
     can create one after the body was checked, and a stored one would make every later read of it unanswerable."""
     if has_lone_surrogate(json.dumps(document, ensure_ascii=False, default=str)):
         raise errors.invalid_value("Attribute values must be valid Unicode text")
+
+
+@contextmanager
+def store_errors(resource_type: str) -> Iterator[None]:
+    """Translate the store's failures inside the block into SCIM errors, in one place for every resource type."""
+    try:
+        yield
+    except UniqueKeyTaken as exc:
+        raise errors.uniqueness(f"A {resource_type.lower()} with this {exc.index} already exists") from exc
+    except StoreError as exc:
+        raise store_error(exc) from exc
+
+
+async def load(store: TableStore, tenant: str, resource_type: str, resource_id: str) -> StoredResource:
+    """The resource, or 404; an id this service could never have issued is neither looked up nor echoed back."""
+    if not is_safe_id(resource_id):
+        raise errors.not_found(f"{resource_type} not found")
+    with store_errors(resource_type):
+        stored = await store.get(tenant, resource_type, resource_id)
+    if stored is None:
+        raise errors.not_found(f"{resource_type} {resource_id} not found")
+    return stored
 
 
 def store_error(exc: Exception) -> ScimError:

@@ -24,7 +24,6 @@ from scim.store.contract import (
     ResourceTooLarge,
     StoredResource,
     StoreUnavailable,
-    UniqueKeyTaken,
 )
 from scim.store.tables import MembershipStore, TableStore
 
@@ -46,12 +45,8 @@ class UserService:
         user = _validate(entra.normalise_resource(payload), Context.RESOURCE_CREATION_REQUEST)
         now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user), now, now, "")
-        try:
+        with protocol.store_errors(RESOURCE_TYPE):
             stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), _index_keys(user))
-        except UniqueKeyTaken as exc:
-            raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
-        except (ResourceTooLarge, ResourceChanged, StoreUnavailable) as exc:
-            raise protocol.store_error(exc) from exc
         return _render(stored, base_url, None)
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
@@ -189,28 +184,15 @@ class UserService:
         return total, found
 
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
-        if not protocol.is_safe_id(resource_id):
-            raise errors.not_found("User not found")  # an id no user can have is not echoed back
-        try:
-            stored = await self._store.get(tenant, RESOURCE_TYPE, resource_id)
-        except StoreUnavailable as exc:
-            raise protocol.store_error(exc) from exc
-        if stored is None:
-            raise errors.not_found(f"User {resource_id} not found")
-        return stored
+        return await protocol.load(self._store, tenant, RESOURCE_TYPE, resource_id)
 
     async def _save(self, tenant: str, current: StoredResource, user: ScimUser) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(user), current.created, protocol.now(), "")
         old_keys = _index_keys(_from_stored(current))
-        try:
-            stored = await self._store.replace(
+        with protocol.store_errors(RESOURCE_TYPE):
+            return await self._store.replace(
                 tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, _index_keys(user)
             )
-        except UniqueKeyTaken as exc:
-            raise errors.uniqueness(f"A user with this {exc.index} already exists") from exc
-        except (ResourceChanged, ResourceTooLarge, StoreUnavailable) as exc:
-            raise protocol.store_error(exc) from exc
-        return stored
 
 
 def _validate(payload: dict[str, Any], context: Context) -> ScimUser:
