@@ -110,29 +110,42 @@ class GroupService:
         body = entra.normalise_patch(payload)
         change, others = split_members(body["Operations"])
         operations = _patch_op({**body, "Operations": others}) if others else None
-        for _ in range(PATCH_RETRIES):
-            current = await self._load(tenant, group_id)
-            protocol.check_precondition(current, if_match)
-            group = _from_stored(current)
-            if operations is not None:
-                group = _patched(operations, group)
-            members = await self._resolve(tenant, list(change.added.items()), group_id)
-            if operations is None and change.empty:
-                stored = current
-                break
-            try:
-                stored = await self._save(tenant, current, group)
-                break
-            except ScimError as exc:
-                if exc.status != 412 or if_match:
-                    raise
+        current = await self._load(tenant, group_id)
+        protocol.check_precondition(current, if_match)
+        members = await self._resolve(tenant, list(change.added.items()), group_id)
+        if operations is None:
+            stored = current
         else:
-            raise ScimError(409, "The group kept changing while the PATCH was applied; retry")
-        await self._apply(tenant, group_id, change, members)
+            stored = await self._patch_attributes(tenant, current, operations, if_match)
+        if not change.empty:
+            await self._apply(tenant, group_id, change, members)
+            if operations is None:
+                stored = await self._touch(tenant, stored)
         if not (query.get("attributes") or query.get("excludedAttributes")):
             return None
         page = await self._member_page(tenant, stored, query)
         return _render(stored, base_url, page, protocol.response_parameters(query, ScimGroup))
+
+    async def _patch_attributes(
+        self, tenant: str, current: StoredResource, operations: "PatchOp[ScimGroup]", if_match: str | None
+    ) -> StoredResource:
+        """Write the group row conditionally on the version read, retrying on a concurrent change (no If-Match)."""
+        for _ in range(PATCH_RETRIES):
+            try:
+                return await self._save(tenant, current, _patched(operations, _from_stored(current)))
+            except ScimError as exc:
+                if exc.status != 412 or if_match:
+                    raise
+            current = await self._load(tenant, current.resource_id)
+        raise ScimError(409, "The group kept changing while the PATCH was applied; retry")
+
+    async def _touch(self, tenant: str, current: StoredResource) -> StoredResource:
+        """A membership-only PATCH bumps ``meta.lastModified``/``version`` without a conditional write, so concurrent
+        membership PATCHes on one group (Entra sends them) never conflict on the group row."""
+        now = protocol.now()
+        with protocol.store_errors(RESOURCE_TYPE):
+            etag = await self._store.touch(tenant, RESOURCE_TYPE, current.resource_id, now)
+        return StoredResource(current.resource_id, current.document, current.created, now, etag or current.etag)
 
     async def delete(self, tenant: str, group_id: str, if_match: str | None) -> None:
         current = await self._load(tenant, group_id)

@@ -158,6 +158,23 @@ class TableStore:
             raise StoreUnavailable() from exc
         return str(result.get("etag", ""))
 
+    async def touch(self, tenant: str, resource_type: str, resource_id: str, last_modified: str) -> str | None:
+        """Set ``lastModified`` unconditionally (a merge, never creating the row); None if the resource is gone."""
+        table = await self._client()
+        _count_write()
+        entity = {
+            "PartitionKey": keys.partition_key(tenant, resource_type),
+            "RowKey": keys.resource_row_key(resource_id),
+            "lastModified": last_modified,
+        }
+        try:
+            result = await table.update_entity(entity, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+        return str(result.get("etag", ""))
+
     async def get(self, tenant: str, resource_type: str, resource_id: str) -> StoredResource | None:
         table = await self._client()
         try:

@@ -191,7 +191,7 @@ async def test_adding_a_hundred_members_is_two_table_transactions(client: Client
         assert (await client.call("PATCH", f"Groups/{group['id']}", body)).status == 204
     line = json.loads(caplog.records[-1].getMessage())
     assert line["status"] == 204
-    assert line["writes"] == 3  # the group row (meta.version), then 100 memberships in 2 transactions of 50
+    assert line["writes"] == 3  # 100 memberships in 2 transactions of 50, then meta.version on the group row
 
 
 async def test_user_patch_and_put_responses_list_the_users_groups(client: Client):
@@ -204,3 +204,18 @@ async def test_user_patch_and_put_responses_list_the_users_groups(client: Client
     body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "member0@example.com"}
     replaced = await client.call("PUT", f"Users/{user_id}", body)
     assert [g["display"] for g in replaced.document["groups"]] == ["Listed"]
+
+
+async def test_concurrent_membership_patches_on_one_group_all_apply(client: Client):
+    import asyncio
+
+    ids = await users(client, 20)
+    group = await create_group(client, "Concurrent")
+    bodies = [
+        patch_body({"op": "Add", "path": "members", "value": [{"value": ids[i]}, {"value": ids[i + 10]}]})
+        for i in range(10)
+    ]
+    responses = await asyncio.gather(*(client.call("PATCH", f"Groups/{group['id']}", body) for body in bodies))
+    assert [response.status for response in responses] == [204] * 10
+    assert sorted(await member_ids(client, group["id"])) == sorted(ids)
+    assert (await client.call("GET", f"Groups/{group['id']}")).document["meta"]["version"] != group["meta"]["version"]
