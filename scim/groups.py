@@ -15,10 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-from scim2_models import Context, PatchOp, ResponseParameters, SCIMException
+from scim2_models import Context, PatchOp, ResponseParameters
 
-from scim import entra, errors, protocol
+from scim import documents, entra, errors, protocol
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
 from scim.membership import MembershipChange, member_entries, split_members
@@ -109,7 +108,7 @@ class GroupService:
         """Apply a PATCH; the resource is returned only when the request names attributes (Entra expects 204)."""
         body = entra.normalise_patch(payload)
         change, others = split_members(body["Operations"])
-        operations = _patch_op({**body, "Operations": others}) if others else None
+        operations = documents.parse_patch(ScimGroup, {**body, "Operations": others}) if others else None
         current = await self._load(tenant, group_id)
         protocol.check_precondition(current, if_match)
         members = await self._resolve(tenant, list(change.added.items()), group_id)
@@ -298,44 +297,22 @@ def _split_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
 
 
 def _validate(payload: dict[str, Any], context: Context) -> ScimGroup:
-    try:
-        with ENTRA_POLICY:
-            group = ScimGroup.model_validate(payload, scim_ctx=context)
-    except (SCIMException, ValidationError) as exc:
-        raise errors.from_validation(exc) from exc
+    group = documents.parse(ScimGroup, payload, context)
     if not (group.display_name or "").strip():  # the library takes "" for the required, unique displayName
         raise errors.invalid_value("displayName must not be empty")
-    protocol.require_unicode(group.model_dump(scim_ctx=Context.DEFAULT))
     return group
 
 
-def _patch_op(payload: dict[str, Any]) -> "PatchOp[ScimGroup]":
-    try:
-        with ENTRA_POLICY:
-            return PatchOp[ScimGroup].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-    except (SCIMException, ValidationError) as exc:
-        raise errors.from_validation(exc) from exc
-
-
 def _patched(operations: "PatchOp[ScimGroup]", group: ScimGroup) -> ScimGroup:
-    with ENTRA_POLICY:
-        try:
-            operations.patch(group)
-            return _validate(group.model_dump(scim_ctx=Context.DEFAULT), Context.RESOURCE_REPLACEMENT_REQUEST)
-        except (SCIMException, ValidationError) as exc:
-            raise errors.from_validation(exc) from exc
+    return _validate(documents.apply_patch(operations, group)[1], Context.RESOURCE_REPLACEMENT_REQUEST)
 
 
 def _document(group: ScimGroup) -> dict[str, Any]:
-    document = group.model_dump(scim_ctx=Context.DEFAULT)
-    for name in _NOT_STORED:
-        document.pop(name, None)
-    return document
+    return documents.stored_document(group, _NOT_STORED)
 
 
 def _from_stored(stored: StoredResource) -> ScimGroup:
-    with ENTRA_POLICY:
-        return ScimGroup.model_validate(stored.document, scim_ctx=Context.DEFAULT)
+    return documents.from_stored(ScimGroup, stored)
 
 
 def _keys(group: ScimGroup) -> list[IndexKey]:

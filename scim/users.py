@@ -10,10 +10,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-from scim2_models import Context, PatchOp, ResponseParameters, SCIMException
+from scim2_models import Context, ResponseParameters
 
-from scim import entra, errors, protocol
+from scim import documents, entra, errors, protocol
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
 from scim.protocol import Page, Rendered
@@ -68,18 +67,13 @@ class UserService:
     ) -> Rendered:
         """Apply a PATCH and return the user (200: Entra's examples show the resource, and scim-sanity requires it),
         projected by the request's ``attributes``/``excludedAttributes`` as RFC 7644 §3.5.2 allows."""
-        operations = _patch_op(entra.normalise_patch(payload))
+        operations = documents.parse_patch(ScimUser, entra.normalise_patch(payload))
         parameters = protocol.response_parameters(query, ScimUser)
         for _ in range(PATCH_RETRIES):
             current = await self._load(tenant, resource_id)
             protocol.check_precondition(current, if_match)
-            user = _from_stored(current)
-            with ENTRA_POLICY:
-                try:
-                    changed = operations.patch(user)
-                    user = _validate(user.model_dump(scim_ctx=Context.DEFAULT), Context.RESOURCE_REPLACEMENT_REQUEST)
-                except (SCIMException, ValidationError) as exc:
-                    raise errors.from_validation(exc) from exc
+            changed, patched = documents.apply_patch(operations, _from_stored(current))
+            user = _validate(patched, Context.RESOURCE_REPLACEMENT_REQUEST)
             try:
                 stored = await self._save(tenant, current, user) if changed else current
             except ScimError as exc:
@@ -196,38 +190,20 @@ class UserService:
 
 
 def _validate(payload: dict[str, Any], context: Context) -> ScimUser:
-    try:
-        with ENTRA_POLICY:
-            user = ScimUser.model_validate(payload, scim_ctx=context)
-    except (SCIMException, ValidationError) as exc:
-        raise errors.from_validation(exc) from exc
+    user = documents.parse(ScimUser, payload, context)
     if not (user.user_name or "").strip():  # the library takes "" for the required, unique userName
         raise errors.invalid_value("userName must not be empty")
-    protocol.require_unicode(user.model_dump(scim_ctx=Context.DEFAULT))
     if len(user.emails or ()) > MAX_EMAILS:
         raise errors.invalid_value(f"A user may have at most {MAX_EMAILS} e-mail addresses")
     return user
 
 
-def _patch_op(payload: dict[str, Any]) -> "PatchOp[ScimUser]":
-    try:
-        with ENTRA_POLICY:
-            return PatchOp[ScimUser].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)  # type: ignore[type-var]
-    except (SCIMException, ValidationError) as exc:
-        raise errors.from_validation(exc) from exc
-
-
 def _document(user: ScimUser) -> dict[str, Any]:
-    """What is stored: the user as validated, without server-assigned or never-stored attributes."""
-    document = user.model_dump(scim_ctx=Context.DEFAULT)
-    for name in _NOT_STORED:
-        document.pop(name, None)
-    return document
+    return documents.stored_document(user, _NOT_STORED)
 
 
 def _from_stored(stored: StoredResource) -> ScimUser:
-    with ENTRA_POLICY:
-        return ScimUser.model_validate(stored.document, scim_ctx=Context.DEFAULT)
+    return documents.from_stored(ScimUser, stored)
 
 
 def _render(

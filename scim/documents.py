@@ -1,0 +1,59 @@
+"""Resource models to and from request payloads and stored documents, for every resource type.
+
+Everything here runs under :data:`scim.schemas.ENTRA_POLICY` and turns scim2-models' and pydantic's failures into
+SCIM errors, so the services only add their resource's own rules (a non-blank ``userName``, at most so many e-mails).
+"""
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from scim2_models import Context, PatchOp, Resource, SCIMException
+
+from scim import errors, protocol
+from scim.schemas import ENTRA_POLICY
+from scim.store.contract import StoredResource
+
+ResourceT = TypeVar("ResourceT", bound=Resource[Any])
+
+
+def parse(model: type[ResourceT], payload: dict[str, Any], context: Context) -> ResourceT:
+    """A payload validated as ``model`` in ``context``, or 400; values that cannot be stored are refused here."""
+    try:
+        with ENTRA_POLICY:
+            resource = model.model_validate(payload, scim_ctx=context)
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+    protocol.require_unicode(resource.model_dump(scim_ctx=Context.DEFAULT))
+    return resource
+
+
+def parse_patch(model: type[ResourceT], payload: dict[str, Any]) -> "PatchOp[ResourceT]":
+    try:
+        with ENTRA_POLICY:
+            return PatchOp[model].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)  # type: ignore[valid-type]
+    except (SCIMException, ValidationError) as exc:
+        raise errors.from_validation(exc) from exc
+
+
+def apply_patch(operations: "PatchOp[ResourceT]", resource: ResourceT) -> tuple[bool, dict[str, Any]]:
+    """Apply the operations; whether anything changed, and the result as a payload to validate again as a whole."""
+    with ENTRA_POLICY:
+        try:
+            changed = operations.patch(resource)
+        except (SCIMException, ValidationError) as exc:
+            raise errors.from_validation(exc) from exc
+        return changed, resource.model_dump(scim_ctx=Context.DEFAULT)
+
+
+def stored_document(resource: Resource[Any], not_stored: Iterable[str]) -> dict[str, Any]:
+    """What is stored: the validated resource without server-assigned or separately stored attributes."""
+    document = resource.model_dump(scim_ctx=Context.DEFAULT)
+    for name in not_stored:
+        document.pop(name, None)
+    return document
+
+
+def from_stored(model: type[ResourceT], stored: StoredResource) -> ResourceT:
+    with ENTRA_POLICY:
+        return model.model_validate(stored.document, scim_ctx=Context.DEFAULT)
