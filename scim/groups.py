@@ -57,11 +57,11 @@ class GroupService:
         now = protocol.now()
         stored = StoredResource(group_id, _document(group), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), _keys(group))
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), index_keys(group))
         try:
             await self._members.add(tenant, group_id, members)
         except StoreError as exc:
-            await self._store.delete(tenant, RESOURCE_TYPE, stored, _keys(group))
+            await self._store.delete(tenant, RESOURCE_TYPE, stored, index_keys(group))
             raise protocol.store_error(exc) from exc
         return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
 
@@ -153,7 +153,7 @@ class GroupService:
         try:
             await self._remove_all_members(tenant, group_id, deadline)
             await self._members.remove(tenant, [(g, group_id) for g in await self._members.groups_of(tenant, group_id)])
-            await self._store.delete(tenant, RESOURCE_TYPE, current, _keys(_from_stored(current)))
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current))
             await self._remove_all_members(tenant, group_id, deadline + DELETE_BUDGET_SECONDS)
         except (StoreError, TimeoutError) as exc:
             raise protocol.store_error(exc) from exc
@@ -280,10 +280,10 @@ class GroupService:
 
     async def _save(self, tenant: str, current: StoredResource, group: ScimGroup) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(group), current.created, protocol.now(), "")
-        old_keys = _keys(_from_stored(current))
+        old_keys = stored_index_keys(current)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, _keys(group)
+                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, index_keys(group)
             )
 
 
@@ -315,12 +315,17 @@ def _from_stored(stored: StoredResource) -> ScimGroup:
     return documents.from_stored(ScimGroup, stored)
 
 
-def _keys(group: ScimGroup) -> list[IndexKey]:
+def index_keys(group: ScimGroup) -> list[IndexKey]:
     """displayName is unique case-insensitively: Entra matches groups by it and needs exactly one answer."""
     keys = [IndexKey("displayName", fold(group.display_name or ""), unique=True)]
     if group.external_id:
         keys.append(IndexKey("externalId", group.external_id, unique=False))
     return keys
+
+
+def stored_index_keys(stored: StoredResource) -> list[IndexKey]:
+    """The index rows a stored group must have; ``python -m scim check`` compares them with the rows present."""
+    return index_keys(_from_stored(stored))
 
 
 def _summary(group: ScimGroup) -> dict[str, str]:

@@ -45,7 +45,7 @@ class UserService:
         now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), _index_keys(user))
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), index_keys(user))
         return _render(stored, base_url, None)
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
@@ -90,7 +90,7 @@ class UserService:
         protocol.check_precondition(current, if_match)
         try:
             await self._leave_all_groups(tenant, resource_id)
-            await self._store.delete(tenant, RESOURCE_TYPE, current, _index_keys(_from_stored(current)))
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current))
             await self._leave_all_groups(tenant, resource_id)
         except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
@@ -182,10 +182,10 @@ class UserService:
 
     async def _save(self, tenant: str, current: StoredResource, user: ScimUser) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(user), current.created, protocol.now(), "")
-        old_keys = _index_keys(_from_stored(current))
+        old_keys = stored_index_keys(current)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, _index_keys(user)
+                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, index_keys(user)
             )
 
 
@@ -234,14 +234,19 @@ def _matches(parsed: ParsedFilter, stored: StoredResource) -> bool:
         return parsed.predicate.match(user)
 
 
-def _index_keys(user: ScimUser) -> list[IndexKey]:
+def index_keys(user: ScimUser) -> list[IndexKey]:
     """userName is unique case-insensitively; externalId (case-exact) and e-mails only need fast lookups."""
-    index_keys = [IndexKey("userName", fold(user.user_name or ""), unique=True)]
+    keys = [IndexKey("userName", fold(user.user_name or ""), unique=True)]
     if user.external_id:
-        index_keys.append(IndexKey("externalId", user.external_id, unique=False))
+        keys.append(IndexKey("externalId", user.external_id, unique=False))
     emails = {fold(email.value) for email in user.emails or () if email.value}
-    index_keys += [IndexKey("email", value, unique=False) for value in sorted(emails)]
-    return index_keys
+    keys += [IndexKey("email", value, unique=False) for value in sorted(emails)]
+    return keys
+
+
+def stored_index_keys(stored: StoredResource) -> list[IndexKey]:
+    """The index rows a stored user must have; ``python -m scim check`` compares them with the rows present."""
+    return index_keys(_from_stored(stored))
 
 
 def _lookup_key(lookup: IndexLookup) -> IndexKey:
