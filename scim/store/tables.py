@@ -87,6 +87,10 @@ class TableStore:
     async def close(self) -> None:
         await self._service.close()
 
+    async def table_client(self) -> TableClient:
+        """The table, created on first use by this process; for store modules (maintenance) that need raw rows."""
+        return await self._client()
+
     async def _client(self) -> TableClient:
         """The table, created on first use by this process."""
         if self._table is None:
