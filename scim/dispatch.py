@@ -18,9 +18,10 @@ from scim.auth import Authenticator
 from scim.errors import ScimError
 from scim.groups import GroupService
 from scim.messages import ScimRequest, ScimResponse
-from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, has_lone_surrogate, list_response, page_of
+from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, has_lone_surrogate, list_response, page_of, store_error
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
 from scim.settings import ConfigurationError, Settings, current_settings
+from scim.store.contract import StoreError
 from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
 
@@ -37,6 +38,12 @@ the body: bounded here, none of them can approach Python's recursion limit. A bo
 inside the JSON parser itself (about 1,000 levels) is stopped by the parser's own recursion guard, as invalid JSON."""
 
 
+HEALTH_BUDGET_SECONDS = 5.0
+HEALTH_CACHE_SECONDS = 5.0
+"""``/health`` needs no credential, so one storage read answers every probe for this long: probing it in a loop
+costs storage nothing more."""
+
+
 class ScimEndpoint:
     """Settings, the store and the service for one process; built once, on the first request."""
 
@@ -47,6 +54,14 @@ class ScimEndpoint:
         self.users = UserService(store, members)
         self.groups = GroupService(store, members)
         self.authenticator = Authenticator.from_settings(settings)
+        self._health: tuple[float, bool] | None = None
+
+    async def health(self) -> ScimResponse:
+        """Whether storage answers, for load balancers and uptime probes; says nothing about data or settings."""
+        now = time.monotonic()
+        if self._health is None or now - self._health[0] > HEALTH_CACHE_SECONDS:
+            self._health = (now, await self.store.reachable(HEALTH_BUDGET_SECONDS))
+        return health_response(self._health[1])
 
     async def handle(self, request: ScimRequest) -> ScimResponse:
         started = time.perf_counter()
@@ -55,9 +70,12 @@ class ScimEndpoint:
         tenant = "-"
         try:
             tenant = await self.authenticator.authenticate(request.header("Authorization"))
-            response = await self._route(tenant, request)
+            with self.store.request_scope():
+                response = await self._route(tenant, request)
         except ScimError as exc:
             response = error_response(exc)
+        except StoreError as exc:  # a store failure no service translated is still never a 500
+            response = error_response(store_error(exc))
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.endpoint)
             response = error_response(ScimError(500, "Internal error"))
@@ -148,6 +166,9 @@ class UnconfiguredEndpoint:
         log.error("refusing %s %s: %s", request.method, request.endpoint, self.problem)
         return error_response(errors.ScimError(503, "The SCIM endpoint is not configured"))
 
+    async def health(self) -> ScimResponse:
+        return health_response(False)
+
 
 _shared: ScimEndpoint | UnconfiguredEndpoint | None = None
 
@@ -165,6 +186,13 @@ def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
         )
         _shared = ScimEndpoint(settings, store)
     return _shared
+
+
+def health_response(healthy: bool) -> ScimResponse:
+    json_type = {"Content-Type": "application/json; charset=utf-8"}
+    if healthy:
+        return ScimResponse(200, {"status": "healthy"}, json_type)
+    return ScimResponse(503, {"status": "unhealthy"}, {**json_type, "Retry-After": "30"})
 
 
 def error_response(exc: ScimError) -> ScimResponse:

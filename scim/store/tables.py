@@ -15,9 +15,10 @@ operations per transaction) are checked here.
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -26,10 +27,10 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from scim.store import keys
+from scim.store import keys, retries
 from scim.store.contract import (
     IndexKey,
     Member,
@@ -48,18 +49,22 @@ WRITES: ContextVar[list[int] | None] = ContextVar("scim_table_writes", default=N
 A one-element list, so writes made in tasks the request spawns are counted too."""
 IF_NOT_MODIFIED = MatchConditions.IfNotModified
 PAGE_SIZE = 500
+HEALTH_PARTITION = "health"
+"""No tenant's partition: tenant partitions are ``<tenant>:<type>``."""
 
 CLIENT_OPTIONS: dict[str, Any] = {
-    "retry_total": 3,
-    "retry_backoff_factor": 0.4,
-    "retry_backoff_max": 4,
-    "connection_timeout": 5,
-    "read_timeout": 15,
+    "retry_total": 0,
+    "connection_timeout": 3,
+    "read_timeout": retries.ATTEMPT_TIMEOUT_SECONDS,
     "use_env_settings": False,
 }
-"""The SDK's defaults retry for up to a week with 300 s timeouts; an HTTP API must answer within Entra's patience.
-``use_env_settings=False`` stops aiohttp from reading proxy variables and ``.netrc`` on every call (8 % of the
-server's time in bench/entra_cycle.py); the Functions sandbox reaches storage directly."""
+"""The SDK's defaults retry for up to a week with 300 s timeouts; :mod:`scim.store.retries` retries instead, within
+the request's budget. ``use_env_settings=False`` stops aiohttp from reading proxy variables and ``.netrc`` on every
+call (8 % of the server's time in bench/entra_cycle.py); the Functions sandbox reaches storage directly."""
+T = TypeVar("T")
+Verify = Callable[[], Awaitable[str | None]]
+"""After a write whose earlier attempt may have been applied fails with a conflict: the new ETag if the stored row
+is the one this write meant to leave (the conflict was with itself), else None."""
 
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 """At INFO the SDK logs every storage call's headers: 4-5 % of server time locally, and App Insights volume in Azure."""
@@ -68,13 +73,22 @@ logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(l
 class TableStore:
     """Resources and their index rows in one table; one instance (and one HTTP session) per process."""
 
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
+    def __init__(
+        self, service: TableServiceClient, table_name: str, request_budget: float = retries.REQUEST_BUDGET_SECONDS
+    ) -> None:
         self._service = service
         self._table_name = table_name
         self._table: TableClient | None = None
+        self._budget = request_budget
 
     @classmethod
-    def from_settings(cls, connection_string: str | None, table_uri: str | None, table_prefix: str) -> "TableStore":
+    def from_settings(
+        cls,
+        connection_string: str | None,
+        table_uri: str | None,
+        table_prefix: str,
+        request_budget: float = retries.REQUEST_BUDGET_SECONDS,
+    ) -> "TableStore":
         """Connection string on Azurite; managed identity (DefaultAzureCredential) on Azure."""
         if connection_string:
             service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
@@ -82,7 +96,16 @@ class TableStore:
             from azure.identity.aio import DefaultAzureCredential
 
             service = TableServiceClient(str(table_uri), credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
-        return cls(service, f"{table_prefix}Resources")
+        return cls(service, f"{table_prefix}Resources", request_budget)
+
+    @contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """Everything the store does inside shares one retry budget: one request's storage work."""
+        with retries.request_budget(self._budget):
+            yield
+
+    async def _run(self, call: Callable[[], Awaitable[T]], attempts: retries.Attempts | None = None) -> T:
+        return await (attempts or retries.Attempts(self._budget)).run(call)
 
     async def close(self) -> None:
         await self._service.close()
@@ -95,7 +118,7 @@ class TableStore:
         """The table, created on first use by this process."""
         if self._table is None:
             try:
-                await self._service.create_table_if_not_exists(self._table_name)
+                await self._run(lambda: self._service.create_table_if_not_exists(self._table_name))
             except AzureError as exc:
                 raise StoreUnavailable() from exc
             self._table = self._service.get_table_client(self._table_name)
@@ -106,9 +129,10 @@ class TableStore:
     ) -> StoredResource:
         """Insert a resource and its index rows atomically; a taken unique key fails the whole insert."""
         partition = keys.partition_key(tenant, resource_type)
-        operations: list[Any] = [("create", _resource_entity(partition, stored, summary))]
+        entity = _resource_entity(partition, stored, summary)
+        operations: list[Any] = [("create", entity)]
         operations += [_index_insert(partition, index, stored.resource_id) for index in indexes]
-        etag = await self.transact(operations, indexes_from=1, index_keys=indexes)
+        etag = await self.transact(operations, indexes_from=1, index_keys=indexes, verify=self._stored_as(entity))
         return _with_etag(stored, etag)
 
     async def replace(
@@ -127,14 +151,15 @@ class TableStore:
         removed = [index for index in old_indexes if index not in new_indexes]
         entity = _resource_entity(partition, stored, summary)
         if not added and not removed:
-            return _with_etag(stored, await self._update(entity, current.etag))
+            return _with_etag(stored, await self._update(entity, current.etag, self._stored_as(entity)))
         operations: list[Any] = [
             ("update", entity, {"mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": IF_NOT_MODIFIED})
         ]
         operations += [_index_delete(partition, index, current.resource_id) for index in removed]
         first_insert = len(operations)
         operations += [_index_insert(partition, index, current.resource_id) for index in added]
-        etag = await self.transact(operations, indexes_from=first_insert, index_keys=added)
+        verify = self._stored_as(entity)
+        etag = await self.transact(operations, indexes_from=first_insert, index_keys=added, verify=verify)
         return _with_etag(stored, etag)
 
     async def delete(self, tenant: str, resource_type: str, current: StoredResource, indexes: list[IndexKey]) -> None:
@@ -143,19 +168,42 @@ class TableStore:
         entity = {"PartitionKey": partition, "RowKey": keys.resource_row_key(current.resource_id)}
         operations: list[Any] = [("delete", entity, {"etag": current.etag, "match_condition": IF_NOT_MODIFIED})]
         operations += [_index_delete(partition, index, current.resource_id) for index in indexes]
-        await self.transact(operations)
+        await self.transact(operations, verify=self._gone(entity))
 
-    async def _update(self, entity: dict[str, Any], etag: str) -> str:
+    def _stored_as(self, entity: dict[str, Any]) -> Verify:
+        """Whether the resource row holds exactly what ``entity`` wrote: ids are never reused and the document
+        carries its write's timestamp, so an equal row means an earlier attempt of this write was applied."""
+
+        async def verify() -> str | None:
+            row = await self.point_read(entity["PartitionKey"], entity["RowKey"])
+            if row is None or row.get("doc") != entity["doc"] or row.get("lastModified") != entity["lastModified"]:
+                return None
+            return str(row.metadata["etag"])
+
+        return verify
+
+    def _gone(self, entity: dict[str, Any]) -> Verify:
+        """A deleted resource never comes back (ids are never reused): if its row is gone, the delete was applied."""
+
+        async def verify() -> str | None:
+            return "" if await self.point_read(entity["PartitionKey"], entity["RowKey"]) is None else None
+
+        return verify
+
+    async def _update(self, entity: dict[str, Any], etag: str, verify: Verify) -> str:
         """A conditional replace of one row: no transaction needed when no index row moves, and the SDK's batch
         encoding is the costliest step of a write (bench/README.md)."""
         table = await self._client()
         _count_write()
+        attempts = retries.Attempts(self._budget)
+
+        def replace() -> Awaitable[dict[str, Any]]:
+            return table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=IF_NOT_MODIFIED)
+
         try:
-            result = await table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=IF_NOT_MODIFIED
-            )
+            result = await self._run(replace, attempts)
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ResourceChanged() from exc
+            return await self._settle(attempts, verify, exc)
         except HttpResponseError as exc:
             raise (ResourceTooLarge() if exc.status_code == 413 else StoreUnavailable()) from exc
         except AzureError as exc:
@@ -172,84 +220,98 @@ class TableStore:
             "lastModified": last_modified,
         }
         try:
-            result = await table.update_entity(entity, mode=UpdateMode.MERGE)
-        except ResourceNotFoundError:
+            result = await self._run(lambda: table.update_entity(entity, mode=UpdateMode.MERGE))
+        except ResourceNotFoundError as exc:
+            self._check_table(exc)
             return None
         except AzureError as exc:
             raise StoreUnavailable() from exc
         return str(result.get("etag", ""))
 
     async def get(self, tenant: str, resource_type: str, resource_id: str) -> StoredResource | None:
-        table = await self._client()
-        try:
-            entity = await table.get_entity(
-                keys.partition_key(tenant, resource_type), keys.resource_row_key(resource_id)
-            )
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
-        return _stored(entity)
+        entity = await self.point_read(keys.partition_key(tenant, resource_type), keys.resource_row_key(resource_id))
+        return None if entity is None else _stored(entity)
 
     async def lookup(self, tenant: str, resource_type: str, index: IndexKey) -> list[str]:
         """The ids of the resources an index key points at: a point read, or a range read of one prefix."""
-        table = await self._client()
         partition = keys.partition_key(tenant, resource_type)
-        try:
-            if index.unique:
-                entity = await table.get_entity(partition, keys.unique_index_row_key(index.name, index.value))
-                return [entity["resourceId"]]
-            prefix = keys.shared_index_prefix(index.name, index.value)
-            return [entity["resourceId"] async for entity in self._range(table, partition, prefix, ["resourceId"])]
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
+        if index.unique:
+            entity = await self.point_read(partition, keys.unique_index_row_key(index.name, index.value))
+            return [] if entity is None else [entity["resourceId"]]
+        prefix = keys.shared_index_prefix(index.name, index.value)
+        return [entity["resourceId"] async for entity in self._prefix(partition, prefix, ["resourceId"])]
 
     async def scan(self, tenant: str, resource_type: str) -> AsyncIterator[StoredResource]:
         """Every resource of a type, in id order, read page by page (never the whole partition at once)."""
-        table = await self._client()
         partition = keys.partition_key(tenant, resource_type)
-        try:
-            async for entity in self._range(table, partition, keys.RESOURCE_PREFIX, None):
-                yield _stored(entity)
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
+        async for entity in self._prefix(partition, keys.RESOURCE_PREFIX, None):
+            yield _stored(entity)
 
     async def count(self, tenant: str, resource_type: str) -> int:
         """How many resources of a type exist, reading keys only."""
-        table = await self._client()
         partition = keys.partition_key(tenant, resource_type)
-        try:
-            return sum([1 async for _ in self._range(table, partition, keys.RESOURCE_PREFIX, ["RowKey"])])
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
+        return sum([1 async for _ in self._prefix(partition, keys.RESOURCE_PREFIX, ["RowKey"])])
 
-    @staticmethod
-    def _range(
-        table: TableClient, partition: str, prefix: str, select: Sequence[str] | None
-    ) -> AsyncIterator[dict[str, Any]]:
-        return _query_range(table, partition, prefix, keys.prefix_upper_bound(prefix), select, PAGE_SIZE)
+    def _prefix(self, partition: str, prefix: str, select: Sequence[str] | None) -> AsyncIterator[dict[str, Any]]:
+        return self.range(partition, prefix, keys.prefix_upper_bound(prefix), select)
 
     async def range(
         self, partition: str, low: str, high: str, select: Sequence[str] | None, page_size: int = PAGE_SIZE
     ) -> AsyncIterator[dict[str, Any]]:
-        """Rows with ``low <= RowKey < high`` in key order, read page by page."""
+        """Rows with ``low <= RowKey < high`` in key order, read page by page; a page that fails is fetched again
+        from the continuation token of the one before, so a hiccup mid-scan neither repeats nor skips rows."""
         table = await self._client()
-        try:
-            async for entity in _query_range(table, partition, low, high, select, page_size):
-                yield entity
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
+        token: Any = None
+        while True:
+            try:
+                rows, token = await self._run(
+                    lambda token=token: _query_page(table, partition, low, high, select, page_size, token)
+                )
+            except ResourceNotFoundError as exc:
+                self._check_table(exc)
+                raise StoreUnavailable() from exc
+            except AzureError as exc:
+                raise StoreUnavailable() from exc
+            for row in rows:
+                yield row
+            if not token:
+                return
 
-    async def point_read(self, partition: str, row_key: str) -> dict[str, Any] | None:
+    async def point_read(self, partition: str, row_key: str) -> TableEntity | None:
+        """One row, or None when the row does not exist; a missing table is an outage, never "no such row"."""
         table = await self._client()
         try:
-            return dict(await table.get_entity(partition, row_key))
-        except ResourceNotFoundError:
+            return await self._run(lambda: table.get_entity(partition, row_key))
+        except ResourceNotFoundError as exc:
+            self._check_table(exc)
             return None
         except AzureError as exc:
             raise StoreUnavailable() from exc
+
+    async def reachable(self, budget: float) -> bool:
+        """Whether the table answers a point read (of a row that never exists) within ``budget`` seconds."""
+        try:
+            with retries.request_budget(budget):
+                await self.point_read(HEALTH_PARTITION, HEALTH_PARTITION)
+        except StoreUnavailable:
+            return False
+        return True
+
+    def _check_table(self, exc: ResourceNotFoundError) -> None:
+        """A 404 for the table itself (deleted under a running app) must not read as "no such user": Entra would
+        create every user again. The next request recreates the table."""
+        if exc.error_code == "TableNotFound":
+            self._table = None
+            raise StoreUnavailable() from exc
+
+    async def _settle(self, attempts: retries.Attempts, verify: Verify | None, exc: Exception) -> str:
+        """A write failed on a conflict: if an earlier attempt of it was applied, that is success, else the
+        resource changed under it."""
+        if attempts.uncertain and verify is not None:
+            etag = await verify()
+            if etag is not None:
+                return etag
+        raise ResourceChanged() from exc
 
     async def delete_rows(self, partition: str, row_keys: Sequence[str]) -> None:
         """Delete rows in one transaction; if some are already gone, delete the rest one by one (idempotent)."""
@@ -261,22 +323,34 @@ class TableStore:
             try:
                 for row_key in row_keys:
                     _count_write()
-                    await table.delete_entity(partition, row_key)
+                    await self._run(lambda row_key=row_key: table.delete_entity(partition, row_key))
             except AzureError as exc:
                 raise StoreUnavailable() from exc
 
-    async def transact(self, operations: list[Any], indexes_from: int = 0, index_keys: Iterable[IndexKey] = ()) -> str:
-        """Run one entity-group transaction and translate its failure; returns the first row's new ETag."""
+    async def transact(
+        self,
+        operations: list[Any],
+        indexes_from: int = 0,
+        index_keys: Iterable[IndexKey] = (),
+        verify: Verify | None = None,
+    ) -> str:
+        """Run one entity-group transaction, retried as a whole (it is atomic, so a failed attempt left nothing
+        or everything); returns the first row's new ETag. ``verify`` settles a conflict on the first row after an
+        attempt whose answer was lost."""
         if len(operations) > MAX_TRANSACTION_OPERATIONS:
             raise ResourceTooLarge()
         table = await self._client()
         _count_write()
+        attempts = retries.Attempts(self._budget)
         try:
-            results = await table.submit_transaction(operations)
+            results = await self._run(lambda: table.submit_transaction(operations), attempts)
         except TableTransactionError as exc:
-            raise _transaction_failure(exc, operations, indexes_from, list(index_keys)) from exc
+            failure = _transaction_failure(exc, operations, indexes_from, list(index_keys))
+            if (getattr(exc, "index", 0) or 0) == 0 and exc.status_code in (404, 409, 412):
+                return await self._settle(attempts, verify, failure)
+            raise failure from exc
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ResourceChanged() from exc
+            return await self._settle(attempts, verify, exc)
         except HttpResponseError as exc:
             if exc.status_code == 413:
                 raise ResourceTooLarge() from exc
@@ -292,15 +366,21 @@ def _count_write() -> None:
         counter[0] += 1
 
 
-def _query_range(
-    table: TableClient, partition: str, low: str, high: str, select: Sequence[str] | None, page_size: int
-) -> AsyncIterator[dict[str, Any]]:
-    return table.query_entities(
+async def _query_page(
+    table: TableClient, partition: str, low: str, high: str, select: Sequence[str] | None, page_size: int, token: Any
+) -> tuple[list[dict[str, Any]], Any]:
+    """One page of a RowKey range and the continuation token of the next (None after the last)."""
+    pages = table.query_entities(
         "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
         parameters={"pk": partition, "lo": low, "hi": high},
         results_per_page=page_size,
         select=list(select) if select else None,
-    )
+    ).by_page(continuation_token=token)
+    try:
+        page = await pages.__anext__()
+    except StopAsyncIteration:
+        return [], None
+    return [row async for row in page], pages.continuation_token
 
 
 def _transaction_failure(
