@@ -60,7 +60,8 @@ class GroupService:
             stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), index_keys(group))
         try:
             await self._members.add(tenant, group_id, members)
-        except StoreError as exc:
+        except StoreError as exc:  # undo, so that Entra's retry of the POST is not refused as a duplicate
+            await self._members.remove(tenant, [(group_id, member.member_id) for member in members])
             await self._store.delete(tenant, RESOURCE_TYPE, stored, index_keys(group))
             raise protocol.store_error(exc) from exc
         return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
