@@ -41,6 +41,13 @@ def _base_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+@app.route(route="health", methods=["GET"])
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Unauthenticated: 200 when storage answers, 503 when not; no data, no settings."""
+    response = await shared_endpoint().health()
+    return func.HttpResponse(body=response.body_bytes(), status_code=response.status, headers=response.all_headers())
+
+
 @app.route(route=f"{BASE_PATH}/Users", methods=ALL_METHODS)
 async def users(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "Users")
