@@ -1,12 +1,26 @@
-"""``python -m scim serve``: run the endpoint locally, optionally with its own Azurite."""
+"""``python -m scim serve``: run the endpoint locally, optionally with its own Azurite.
+``python -m scim check``: find (and with ``--repair``, fix) stored rows that disagree, safely while serving."""
 
 import argparse
+import asyncio
+import json
 import logging
 import os
+import sys
+from collections.abc import Awaitable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from scim.local import azurite
 from scim.local.host import REPO_ROOT, load_local_settings, serve
 from scim.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from scim.consistency import Report
+    from scim.store.tables import TableStore
+
+EXIT_FINDINGS = 1
+EXIT_UNUSABLE = 2
 
 
 def main() -> None:
@@ -17,9 +31,19 @@ def main() -> None:
     run.add_argument("--port", type=int, default=7071)
     run.add_argument("--azurite", action="store_true", help="start Azurite (data in .azurite/) for this run")
     run.add_argument("--azurite-port", type=int, default=10002)
+    check = commands.add_parser("check", help="check the stored rows' consistency (exit 1 if findings remain)")
+    check.add_argument("--tenant", action="append", help="check only this tenant (repeatable; default: all)")
+    check.add_argument("--repair", action="store_true", help="repair what is safe to repair, conditionally")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON document")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     load_local_settings()
+    if args.command == "check":
+        raise SystemExit(_check(args.tenant, args.repair, args.json))
+    _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     process = None
     if args.azurite:
         process = azurite.start(args.azurite_port, REPO_ROOT / ".azurite")
@@ -34,6 +58,69 @@ def main() -> None:
     finally:
         if process is not None:
             azurite.stop(process)
+
+
+def _check(tenants: list[str] | None, repair: bool, as_json: bool) -> int:
+    """Exit 0 when clean or everything found was repaired, 1 when findings remain, 2 when storage is unusable.
+    The check machinery is imported here, so that ``serve`` does not pay for it."""
+    from scim.consistency import check
+    from scim.store.contract import StoreUnavailable
+    from scim.store.tables import TableStore
+
+    connection_string, table_uri, table_prefix = _storage_settings()
+    if not (connection_string or table_uri):
+        return _unusable("set SCIM_STORAGE_CONNECTION_STRING or SCIM_STORAGE_TABLE_URI")
+
+    try:
+        store = TableStore.from_settings(connection_string, table_uri, table_prefix)
+    except ValueError as problem:  # the SDK's word for a malformed connection string
+        return _unusable(f"SCIM_STORAGE_CONNECTION_STRING is not usable: {_first_line(problem)}")
+    try:
+        report = asyncio.run(_closing(store, check(store, tenants, repair)))
+    except StoreUnavailable as failure:
+        return _unusable(f"Table Storage failed ({table_prefix}Resources): {_first_line(failure.__cause__)}")
+    _print_report(report, as_json)
+    return 0 if all(finding.repaired for finding in report.findings) else EXIT_FINDINGS
+
+
+async def _closing(store: "TableStore", work: Awaitable["Report"]) -> "Report":
+    try:
+        return await work
+    finally:
+        await store.close()
+
+
+def _storage_settings() -> tuple[str | None, str | None, str]:
+    """The storage settings, read as Settings.from_environment reads them. Not through it: checking the data needs
+    no bearer token, and Settings.check refuses to go on without one (a rule for an endpoint, not for this command)."""
+    connection_string = os.environ.get("SCIM_STORAGE_CONNECTION_STRING") or None
+    table_uri = (os.environ.get("SCIM_STORAGE_TABLE_URI") or "").rstrip("/") or None
+    return connection_string, table_uri, os.environ.get("SCIM_TABLE_PREFIX") or Settings.table_prefix
+
+
+def _print_report(report: "Report", as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**asdict(report), "clean": report.clean}, indent=2))
+        return
+    for finding in report.findings:
+        repaired = " [repaired]" if finding.repaired else ""
+        print(f"{finding.tenant}: {finding.kind} {finding.partition} {finding.row_key}: {finding.detail}{repaired}")
+    fixed = sum(finding.repaired for finding in report.findings)
+    print(
+        f"{len(report.tenants)} tenant(s), {report.rows_scanned} rows scanned, "
+        f"{len(report.findings)} finding(s), {fixed} repaired"
+    )
+
+
+def _unusable(problem: str) -> int:
+    print(f"scim check: {problem}", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def _first_line(problem: BaseException | None) -> str:
+    """Storage errors carry the whole HTTP exchange; one line says what went wrong, without a stack trace."""
+    lines = str(problem or "").strip().splitlines()
+    return lines[0] if lines else "no detail"
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""Persistence. :mod:`scim.store.tables` is the only module in the project that imports ``azure.data.tables``."""
+"""Persistence. Only this package imports ``azure.data.tables``: :mod:`scim.store.tables` for the service, and
+:mod:`scim.store.maintenance` for the raw rows ``python -m scim check`` reads and repairs."""
