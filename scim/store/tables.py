@@ -336,28 +336,38 @@ class TableStore:
     ) -> str:
         """Run one entity-group transaction, retried as a whole (it is atomic, so a failed attempt left nothing
         or everything); returns the first row's new ETag. ``verify`` settles a conflict on the first row after an
-        attempt whose answer was lost."""
+        attempt whose answer was lost.
+
+        A delete of an index or membership row that is not there (only a bug or a hand edit removes one alone) is
+        dropped and the rest run again: that row's goal is reached, and the resource's next write repairs the damage
+        instead of failing on it for ever."""
         if len(operations) > MAX_TRANSACTION_OPERATIONS:
             raise ResourceTooLarge()
         table = await self._client()
         _count_write()
         attempts = retries.Attempts(self._budget)
-        try:
-            results = await self._run(lambda: table.submit_transaction(operations), attempts)
-        except TableTransactionError as exc:
-            failure = _transaction_failure(exc, operations, indexes_from, list(index_keys))
-            if (getattr(exc, "index", 0) or 0) == 0 and exc.status_code in (404, 409, 412):
-                return await self._settle(attempts, verify, failure)
-            raise failure from exc
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            return await self._settle(attempts, verify, exc)
-        except HttpResponseError as exc:
-            if exc.status_code == 413:
-                raise ResourceTooLarge() from exc
-            raise StoreUnavailable() from exc
-        except AzureError as exc:
-            raise StoreUnavailable() from exc
-        return str(results[0].get("etag", "")) if results else ""
+        while True:
+            try:
+                results = await self._run(lambda batch=operations: table.submit_transaction(batch), attempts)
+                return str(results[0].get("etag", "")) if results else ""
+            except TableTransactionError as exc:
+                failed = getattr(exc, "index", 0) or 0
+                if exc.status_code == 404 and failed > 0 and operations[failed][0] == "delete":
+                    operations = operations[:failed] + operations[failed + 1 :]
+                    indexes_from -= failed < indexes_from
+                    continue
+                failure = _transaction_failure(exc, operations, indexes_from, list(index_keys))
+                if failed == 0 and exc.status_code in (404, 409, 412):
+                    return await self._settle(attempts, verify, failure)
+                raise failure from exc
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                return await self._settle(attempts, verify, exc)
+            except HttpResponseError as exc:
+                if exc.status_code == 413:
+                    raise ResourceTooLarge() from exc
+                raise StoreUnavailable() from exc
+            except AzureError as exc:
+                raise StoreUnavailable() from exc
 
 
 def _count_write() -> None:
