@@ -1,0 +1,472 @@
+"""Soak: a simulated Entra provisioning run against our endpoint while storage misbehaves at random.
+
+Azurite (in memory) ← a fault proxy (tests/fault_proxy.py) ← ``python -m scim serve`` ← a simulated Entra with C
+workers. The simulated Entra behaves as Entra does: it looks a user up by ``userName`` before creating it, reads a
+409 on create as "look it up again", re-sends any request that failed with a 5xx or a broken connection (after a
+pause, where Entra would wait for its next cycle), and keeps its own belief of what the target holds, updated only
+on 2xx. After the initial cycle it sends incremental changes (attribute updates, renames, deactivations, deletes,
+member adds and removes, membership checks) until the time is up.
+
+Meanwhile the proxy cycles through storage troubles: a share of connections dropped, reset or cut mid-answer, then
+outages (connections refused), throttling (every call answered 503 ServerBusy) and stalls (a black hole). At the end
+the faults stop, every pending request is re-sent until it succeeds, and the run is judged:
+
+- no 500 and no 404 on a lookup or on a resource Entra believes exists, at any time;
+- every 5xx carried ``Retry-After``;
+- what the endpoint holds equals what Entra believes (every user's name and state, every group's members);
+- ``python -m scim check`` finds nothing to repair.
+
+It prints requests and failures by status, the fault schedule, and the verdict; the exit code is 0 only when the
+verdict is clean. See bench/README.md.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from scim.consistency import check  # noqa: E402
+from scim.local import azurite  # noqa: E402
+from scim.settings import DEFAULT_TENANT  # noqa: E402
+from scim.store.tables import TableStore  # noqa: E402
+from tests.fault_proxy import Fault, FaultProxy  # noqa: E402
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+RESULTS_DIR = BENCH_DIR / "results"
+RETRY_PAUSE = (0.5, 3.0)
+"""Seconds a failed request waits before it is re-sent (Entra waits for its next cycle, 40 minutes)."""
+FAULTS: list[tuple[str, Fault, float]] = [
+    ("flaky 10%", Fault("flaky", probability=0.10, faults=("drop", "reset", "cut")), 8.0),
+    ("outage (refused)", Fault("refuse"), 4.0),
+    ("flaky 30%", Fault("flaky", probability=0.30, faults=("drop", "reset", "cut", "respond")), 6.0),
+    ("throttled (503 ServerBusy)", Fault("respond", status=503), 3.0),
+    ("stall (black hole)", Fault("blackhole"), 3.0),
+    ("healthy", Fault(), 6.0),
+    ("long outage (refused, past the 20 s budget)", Fault("refuse"), 25.0),
+    ("healthy", Fault(), 6.0),
+]
+"""The proxy's schedule, repeated until the run ends: (name, fault, seconds)."""
+
+
+@dataclass
+class Belief:
+    """What Entra believes the endpoint holds, changed only by a 2xx."""
+
+    user_ids: dict[int, str] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    active: dict[int, bool] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+    group_ids: dict[int, str] = field(default_factory=dict)
+    members: dict[int, set[int]] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    requests: int = 0
+    resent: int = 0
+
+    def violation(self, text: str) -> None:
+        if len(self.violations) < 200:
+            self.violations.append(text)
+
+
+Operation = Callable[[], Awaitable[bool]]
+"""One Entra operation; True when done (2xx, or an answer Entra accepts), False to re-send it later."""
+
+
+class Entra:
+    """The simulated provisioning service: its requests, its belief, and its rules for failures."""
+
+    def __init__(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        self.http = http
+        self.rng = rng
+        self.belief = Belief()
+        self.tally = Tally()
+        self.busy: set[tuple[str, int]] = set()
+        """Resources with an operation in flight or awaiting a re-send: new changes leave them alone."""
+
+    async def send(self, kind: str, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+        self.tally.requests += 1
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            self.tally.statuses[(kind, type(exc).__name__)] += 1
+            return None
+        self.tally.statuses[(kind, str(response.status_code))] += 1
+        if response.status_code >= 500:
+            if response.status_code != 503:
+                self.tally.violation(f"{kind}: {response.status_code} {response.text[:200]}")
+            if not response.headers.get("Retry-After", "").isdigit():
+                self.tally.violation(f"{kind}: {response.status_code} without Retry-After")
+        return response
+
+    def user_name(self, index: int, generation: int = 0) -> str:
+        return f"soak{index}-{generation}@example.com"
+
+    async def provision_user(self, index: int) -> bool:
+        name = self.belief.names.setdefault(index, self.user_name(index))
+        found = await self.send("lookup user", "GET", "/Users", params={"filter": f'userName eq "{name}"'})
+        if found is None or found.status_code != 200:
+            self._no_404(found, "lookup user")
+            return False
+        resources = found.json()["Resources"]
+        if resources:
+            self.belief.user_ids[index] = resources[0]["id"]
+            self.belief.active[index] = bool(resources[0].get("active", True))
+            return True
+        body = {"schemas": [USER], "userName": name, "active": True, "externalId": f"ext-{index}"}
+        created = await self.send("create user", "POST", "/Users", json=body)
+        if created is not None and created.status_code == 201:
+            self.belief.user_ids[index] = created.json()["id"]
+            self.belief.active[index] = True
+            return True
+        return False  # 409: created by an earlier attempt whose answer was lost; the next lookup finds it
+
+    async def update_user(self, index: int, active: bool) -> bool:
+        body = {"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": active}]}
+        response = await self.send("update user", "PATCH", f"/Users/{self.belief.user_ids[index]}", json=body)
+        if response is not None and response.status_code == 200:
+            self.belief.active[index] = active
+            return True
+        self._no_404(response, "update user")
+        return False
+
+    async def rename_user(self, index: int, name: str) -> bool:
+        body = {"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "userName", "value": name}]}
+        response = await self.send("rename user", "PATCH", f"/Users/{self.belief.user_ids[index]}", json=body)
+        if response is not None and response.status_code == 200:
+            self.belief.names[index] = name
+            return True
+        self._no_404(response, "rename user")
+        return False
+
+    async def delete_user(self, index: int) -> bool:
+        response = await self.send("delete user", "DELETE", f"/Users/{self.belief.user_ids[index]}")
+        if response is None or response.status_code not in (204, 404):  # 404: an earlier attempt deleted it
+            return False
+        self.belief.deleted.add(index)
+        for members in self.belief.members.values():
+            members.discard(index)
+        return True
+
+    async def provision_group(self, index: int) -> bool:
+        name = f"Soak group {index}"
+        query = {"filter": f'displayName eq "{name}"', "excludedAttributes": "members"}
+        found = await self.send("lookup group", "GET", "/Groups", params=query)
+        if found is None or found.status_code != 200:
+            self._no_404(found, "lookup group")
+            return False
+        resources = found.json()["Resources"]
+        if resources:
+            self.belief.group_ids[index] = resources[0]["id"]
+            return True
+        created = await self.send("create group", "POST", "/Groups", json={"schemas": [GROUP], "displayName": name})
+        if created is not None and created.status_code == 201:
+            self.belief.group_ids[index] = created.json()["id"]
+            self.belief.members[index] = set()
+            return True
+        return False
+
+    async def change_members(self, group: int, added: list[int], removed: list[int]) -> bool:
+        operations: list[dict[str, Any]] = []
+        if added:
+            value = [{"value": self.belief.user_ids[i]} for i in added]
+            operations.append({"op": "Add", "path": "members", "value": value})
+        if removed:
+            value = [{"value": self.belief.user_ids[i]} for i in removed]
+            operations.append({"op": "Remove", "path": "members", "value": value})
+        body = {"schemas": [PATCH], "Operations": operations}
+        response = await self.send("member patch", "PATCH", f"/Groups/{self.belief.group_ids[group]}", json=body)
+        if response is None or response.status_code != 204:
+            self._no_404(response, "member patch")
+            return False
+        self.belief.members.setdefault(group, set()).update(added)
+        self.belief.members[group].difference_update(removed)
+        return True
+
+    async def check_membership(self, group: int, user: int) -> bool:
+        group_id, user_id = self.belief.group_ids[group], self.belief.user_ids[user]
+        query = {"filter": f'id eq "{group_id}" and members[value eq "{user_id}"]', "excludedAttributes": "members"}
+        response = await self.send("membership check", "GET", "/Groups", params=query)
+        if response is None or response.status_code != 200:
+            self._no_404(response, "membership check")
+            return False
+        expected = int(user in self.belief.members.get(group, set()))
+        if response.json()["totalResults"] != expected:
+            self.tally.violation(f"membership check of group {group}, user {user}: expected {expected}")
+        return True
+
+    def _no_404(self, response: httpx.Response | None, kind: str) -> None:
+        if response is not None and response.status_code == 404:
+            self.tally.violation(f"{kind}: 404 for something that exists: {response.text[:200]}")
+
+
+class Run:
+    """Workers, the queue of operations, and re-sends of failed ones."""
+
+    def __init__(self, entra: Entra, concurrency: int) -> None:
+        self.entra = entra
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[tuple[Operation, tuple[tuple[str, int], ...]]] = asyncio.Queue()
+        self.pending = 0
+        self.idle = asyncio.Event()
+
+    def submit(self, operation: Operation, *resources: tuple[str, int]) -> None:
+        self.entra.busy.update(resources)
+        self.pending += 1
+        self.idle.clear()
+        self.queue.put_nowait((operation, resources))
+
+    async def worker(self) -> None:
+        while True:
+            operation, resources = await self.queue.get()
+            if await operation():
+                self.entra.busy.difference_update(resources)
+                self.pending -= 1
+                if not self.pending:
+                    self.idle.set()
+            else:
+                self.entra.tally.resent += 1
+                asyncio.get_running_loop().call_later(
+                    self.entra.rng.uniform(*RETRY_PAUSE), self.queue.put_nowait, (operation, resources)
+                )
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait until every operation succeeded, re-sends included."""
+        if self.pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), seconds)
+        return self.pending == 0
+
+
+def incremental_change(entra: Entra, run: Run, users: int) -> None:
+    """One random change to resources nobody is working on, as Entra's incremental cycles send them."""
+    belief, rng = entra.belief, entra.rng
+    live = [i for i in belief.user_ids if i not in belief.deleted and ("user", i) not in entra.busy]
+    groups = [g for g in belief.group_ids if ("group", g) not in entra.busy]
+    if not live or not groups:
+        return
+    user, group = rng.choice(live), rng.choice(groups)
+    roll = rng.random()
+    if roll < 0.25:
+        active = not belief.active[user]
+        run.submit(lambda: entra.update_user(user, active), ("user", user))
+    elif roll < 0.35:
+        name = entra.user_name(user, rng.randrange(1, 10**6))
+        run.submit(lambda: entra.rename_user(user, name), ("user", user))
+    elif roll < 0.40 and len(live) > users // 2:
+        run.submit(lambda: entra.delete_user(user), ("user", user), *(("group", g) for g in belief.group_ids))
+    elif roll < 0.75:
+        members = belief.members.get(group, set())
+        free = [i for i in live if ("user", i) not in entra.busy]
+        added = [i for i in rng.sample(free, min(len(free), rng.randint(1, 20))) if i not in members]
+        removed = rng.sample(sorted(members), min(len(members), rng.randint(0, 5)))
+        if added or removed:
+            touched = [("user", i) for i in added + removed]
+            run.submit(lambda: entra.change_members(group, added, removed), ("group", group), *touched)
+    else:
+        run.submit(lambda: entra.check_membership(group, user), ("group", group), ("user", user))
+
+
+async def inject_faults(proxy: FaultProxy, stop: asyncio.Event, schedule: list[tuple[float, str]]) -> None:
+    """Cycle the proxy through :data:`FAULTS` until ``stop``; the switch itself blocks, so it runs in a thread."""
+    started = time.monotonic()
+    while not stop.is_set():
+        for name, fault, seconds in FAULTS:
+            if stop.is_set():
+                break
+            await asyncio.to_thread(proxy.set_fault, fault)
+            schedule.append((time.monotonic() - started, name))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+    await asyncio.to_thread(proxy.heal)
+
+
+async def reconcile(entra: Entra, http: httpx.AsyncClient) -> list[str]:
+    """Where the endpoint differs from Entra's belief, read with faults off."""
+    belief, problems = entra.belief, []
+    for index, user_id in sorted(belief.user_ids.items()):
+        response = await http.get(f"/Users/{user_id}")
+        if index in belief.deleted:
+            if response.status_code != 404:
+                problems.append(f"user {index} was deleted but answers {response.status_code}")
+            continue
+        if response.status_code != 200:
+            problems.append(f"user {index} answers {response.status_code}")
+            continue
+        document = response.json()
+        if document["userName"] != belief.names[index] or document.get("active", True) != belief.active[index]:
+            problems.append(f"user {index} holds {document['userName']}/{document.get('active')}")
+        found = await http.get("/Users", params={"filter": f'userName eq "{belief.names[index]}"'})
+        if [user["id"] for user in found.json()["Resources"]] != [user_id]:
+            problems.append(f"user {index} is not the one match of its userName")
+    for index, group_id in sorted(belief.group_ids.items()):
+        response = await http.get(f"/Groups/{group_id}")
+        held = {member["value"] for member in response.json().get("members", [])}
+        expected = {belief.user_ids[i] for i in belief.members.get(index, set())}
+        if held != expected:
+            problems.append(f"group {index}: {len(held - expected)} extra, {len(expected - held)} missing members")
+    return problems
+
+
+async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: FaultProxy) -> tuple[Entra, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, timeout=60, limits=limits, trust_env=False
+    ) as http:
+        entra = Entra(http, random.Random(args.seed))
+        run = Run(entra, args.concurrency)
+        workers = [asyncio.create_task(run.worker()) for _ in range(args.concurrency)]
+        stop, schedule = asyncio.Event(), []
+        faults = asyncio.create_task(inject_faults(proxy, stop, schedule))
+        started = time.monotonic()
+        for index in range(args.users):
+            run.submit(lambda index=index: entra.provision_user(index), ("user", index))
+        for index in range(args.groups):
+            run.submit(lambda index=index: entra.provision_group(index), ("group", index))
+        while time.monotonic() - started < args.seconds:
+            if run.queue.qsize() < args.concurrency * 2:
+                incremental_change(entra, run, args.users)
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.01)
+        stop.set()
+        await faults
+        faulted_seconds = time.monotonic() - started
+        drained = await run.drain(args.drain_seconds)
+        for worker in workers:
+            worker.cancel()
+        problems = await reconcile(entra, http) if drained else ["pending requests never succeeded"]
+    summary = {
+        "seconds": faulted_seconds,
+        "schedule": schedule,
+        "drained": drained,
+        "problems": problems,
+        "connections": proxy.connections,
+        "faulted": proxy.faulted,
+    }
+    return entra, summary
+
+
+async def invariants(connection_string: str, prefix: str) -> list[str]:
+    store = TableStore.from_settings(connection_string, None, prefix)
+    try:
+        report = await check(store, [DEFAULT_TENANT])
+    finally:
+        await store.close()
+    return [f"{finding.kind}: {finding.row_key} ({finding.detail})" for finding in report.findings]
+
+
+def report(args: argparse.Namespace, entra: Entra, summary: dict[str, Any], findings: list[str]) -> int:
+    tally = entra.tally
+    print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"workload: {args.users} users, {args.groups} groups, concurrency {args.concurrency}, seed {args.seed}")
+    connections = f"proxy connections {summary['connections']}, faulted {summary['faulted']}"
+    print(f"faults for {summary['seconds']:.0f} s; {connections}")
+    print("  schedule: " + ", ".join(f"{at:.0f}s {name}" for at, name in summary["schedule"][:12]) + " …")
+    print(f"requests: {tally.requests}, re-sent operations: {tally.resent}")
+    kinds = sorted({kind for kind, _ in tally.statuses})
+    for kind in kinds:
+        row = {status: count for (k, status), count in tally.statuses.items() if k == kind}
+        print(f"  {kind:<17} " + "  ".join(f"{status}: {count}" for status, count in sorted(row.items())))
+    by_status = Counter()
+    for (_, status), count in tally.statuses.items():
+        by_status[status] += count
+    print("by status: " + "  ".join(f"{status}: {count}" for status, count in sorted(by_status.items())))
+    print(f"protocol violations (500, 404 for an existing resource, 5xx without Retry-After): {len(tally.violations)}")
+    for line in tally.violations[:20]:
+        print(f"  {line}")
+    print(f"endpoint vs Entra's belief after the faults stopped: {len(summary['problems'])} differences")
+    for line in summary["problems"][:20]:
+        print(f"  {line}")
+    print(f"python -m scim check: {len(findings)} findings")
+    for line in findings[:20]:
+        print(f"  {line}")
+    clean = not tally.violations and not summary["problems"] and not findings
+    print("verdict: " + ("CLEAN" if clean else "NOT CLEAN"))
+    return 0 if clean else 1
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--groups", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=120, help="how long faults are injected")
+    parser.add_argument("--drain-seconds", type=float, default=120, help="time allowed to re-send after the faults")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    azurite_port, server_port = azurite.free_port(), azurite.free_port()
+    storage = azurite.start(azurite_port)
+    token, prefix = secrets.token_urlsafe(32), f"soak{secrets.token_hex(4)}"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        with FaultProxy(azurite_port) as proxy:
+            env = dict(os.environ)
+            env.update(
+                SCIM_STORAGE_CONNECTION_STRING=azurite.connection_string(proxy.port),
+                SCIM_BEARER_TOKENS=token,
+                SCIM_TABLE_PREFIX=prefix,
+            )
+            with (RESULTS_DIR / "soak-server.log").open("wb") as log:
+                server = subprocess.Popen(  # noqa: S603
+                    [sys.executable, "-m", "scim", "serve", "--port", str(server_port)],
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            wait_for_port(server_port)
+            base_url = f"http://127.0.0.1:{server_port}/scim/v2"
+            entra, summary = asyncio.run(soak(args, base_url, token, proxy))
+        findings = asyncio.run(invariants(azurite.connection_string(azurite_port), prefix))
+        return report(args, entra, summary, findings)
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=10)
+        azurite.stop(storage)
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the endpoint did not listen on {port}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
