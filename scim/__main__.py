@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from scim.local import azurite
 from scim.local.host import REPO_ROOT, load_local_settings, serve
-from scim.settings import ConfigurationError, Settings
+from scim.settings import ConfigurationError, Settings, StorageSettings
 
 if TYPE_CHECKING:
     from scim.consistency import Report
@@ -67,12 +67,14 @@ def _check(tenants: list[str] | None, repair: bool, as_json: bool) -> int:
     from scim.store.contract import StoreUnavailable
     from scim.store.tables import TableStore
 
-    connection_string, table_uri, table_prefix = _storage_settings()
-    if not (connection_string or table_uri):
-        return _unusable("set SCIM_STORAGE_CONNECTION_STRING or SCIM_STORAGE_TABLE_URI")
-
+    storage = StorageSettings.read_environment()
     try:
-        store = TableStore.from_settings(connection_string, table_uri, table_prefix)
+        storage.check()
+    except ConfigurationError as problem:
+        return _unusable(str(problem))
+    table_prefix = storage.table_prefix
+    try:
+        store = TableStore.from_settings(storage.connection_string, storage.table_uri, table_prefix)
     except ValueError as problem:  # the SDK's word for a malformed connection string
         return _unusable(f"SCIM_STORAGE_CONNECTION_STRING is not usable: {_first_line(problem)}")
     try:
@@ -88,14 +90,6 @@ async def _closing(store: "TableStore", work: Awaitable["Report"]) -> "Report":
         return await work
     finally:
         await store.close()
-
-
-def _storage_settings() -> tuple[str | None, str | None, str]:
-    """The storage settings, read as Settings.from_environment reads them. Not through it: checking the data needs
-    no bearer token, and Settings.check refuses to go on without one (a rule for an endpoint, not for this command)."""
-    connection_string = os.environ.get("SCIM_STORAGE_CONNECTION_STRING") or None
-    table_uri = (os.environ.get("SCIM_STORAGE_TABLE_URI") or "").rstrip("/") or None
-    return connection_string, table_uri, os.environ.get("SCIM_TABLE_PREFIX") or Settings.table_prefix
 
 
 def _print_report(report: "Report", as_json: bool) -> None:

@@ -33,6 +33,30 @@ class ConfigurationError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where the data lives: all that a tool reading the table needs (``python -m scim check`` needs no token)."""
+
+    connection_string: str | None
+    table_uri: str | None
+    table_prefix: str = "scim"
+
+    @classmethod
+    def read_environment(cls) -> "StorageSettings":
+        env = os.environ
+        return cls(
+            connection_string=env.get("SCIM_STORAGE_CONNECTION_STRING") or None,
+            table_uri=(env.get("SCIM_STORAGE_TABLE_URI") or "").rstrip("/") or None,
+            table_prefix=env.get("SCIM_TABLE_PREFIX") or "scim",
+        )
+
+    def check(self) -> None:
+        if not (self.connection_string or self.table_uri):
+            raise ConfigurationError("set SCIM_STORAGE_CONNECTION_STRING or SCIM_STORAGE_TABLE_URI")
+        if not _TABLE_PREFIX.fullmatch(self.table_prefix):
+            raise ConfigurationError("SCIM_TABLE_PREFIX must be a letter then up to 39 letters or digits")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting the endpoint reads; ``local.settings.sample.json`` and the README document each one.
 
@@ -58,11 +82,12 @@ class Settings:
     def from_environment(cls) -> "Settings":
         """Read and validate the settings, so that a misconfiguration is reported once, clearly."""
         env = os.environ
+        storage = StorageSettings.read_environment()
         settings = cls(
-            storage_connection_string=env.get("SCIM_STORAGE_CONNECTION_STRING") or None,
-            storage_table_uri=(env.get("SCIM_STORAGE_TABLE_URI") or "").rstrip("/") or None,
+            storage_connection_string=storage.connection_string,
+            storage_table_uri=storage.table_uri,
             bearer_tokens=parse_bearer_tokens(env.get("SCIM_BEARER_TOKENS", "")),
-            table_prefix=env.get("SCIM_TABLE_PREFIX") or "scim",
+            table_prefix=storage.table_prefix,
             entra_tenant_ids=parse_tenant_ids(env.get("SCIM_ENTRA_TENANT_IDS", "")),
             entra_audiences=_split(env.get("SCIM_ENTRA_AUDIENCES", "")) or DEFAULT_ENTRA_AUDIENCES,
             entra_metadata_url=(env.get("SCIM_ENTRA_METADATA_URL") or "").strip() or DEFAULT_ENTRA_METADATA_URL,
@@ -83,10 +108,7 @@ class Settings:
                 "SCIM_BEARER_TOKENS and SCIM_ENTRA_TENANT_IDS are both empty: the endpoint refuses every request "
                 "until one of them is set"
             )
-        if not (self.storage_connection_string or self.storage_table_uri):
-            raise ConfigurationError("set SCIM_STORAGE_CONNECTION_STRING or SCIM_STORAGE_TABLE_URI")
-        if not _TABLE_PREFIX.fullmatch(self.table_prefix):
-            raise ConfigurationError("SCIM_TABLE_PREFIX must be a letter then up to 39 letters or digits")
+        StorageSettings(self.storage_connection_string, self.storage_table_uri, self.table_prefix).check()
         if self.entra_enabled:
             for tenant_id in self.entra_tenant_ids:
                 if not _GUID.fullmatch(tenant_id):
