@@ -261,8 +261,15 @@ class Run:
         return self.pending == 0
 
 
-def incremental_change(entra: Entra, run: Run, users: int) -> None:
-    """One random change to resources nobody is working on, as Entra's incremental cycles send them."""
+def incremental_change(entra: Entra, run: Run, users: int) -> bool:
+    """One random change to resources nobody is working on, as Entra's incremental cycles send them; False when
+    there was nothing free to change."""
+    submitted = run.pending
+    _change(entra, run, users)
+    return run.pending > submitted
+
+
+def _change(entra: Entra, run: Run, users: int) -> None:
     belief, rng = entra.belief, entra.rng
     live = [i for i in belief.user_ids if i not in belief.deleted and ("user", i) not in entra.busy]
     groups = [g for g in belief.group_ids if ("group", g) not in entra.busy]
@@ -348,8 +355,7 @@ async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: Fault
         for index in range(args.groups):
             run.submit(lambda index=index: entra.provision_group(index), ("group", index))
         while time.monotonic() - started < args.seconds:
-            if run.queue.qsize() < args.concurrency * 2:
-                incremental_change(entra, run, args.users)
+            if run.queue.qsize() < args.concurrency * 2 and incremental_change(entra, run, args.users):
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(0.01)
@@ -454,7 +460,11 @@ def main() -> int:
     finally:
         if server is not None and server.poll() is None:
             server.send_signal(signal.SIGINT)
-            server.wait(timeout=10)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         azurite.stop(storage)
 
 

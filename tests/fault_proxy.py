@@ -25,6 +25,7 @@ from typing import Any, Literal, Self, TypeVar
 
 Mode = Literal["pass", "refuse", "drop", "reset", "delay", "blackhole", "cut", "respond", "flaky"]
 CHUNK = 65536
+CLOSE_TIMEOUT = 5.0
 _T = TypeVar("_T")
 _STORAGE_CODES = {429: "TooManyRequests", 500: "InternalError", 503: "ServerBusy"}
 """The error codes Table Storage (and the Cosmos DB Table API, for 429) put in a throttling or failure answer."""
@@ -136,7 +137,8 @@ class FaultProxy:
         doomed = [task for task, faulty in self._open.items() if everyone or faulty]
         for task in doomed:
             task.cancel()
-        await asyncio.gather(*doomed, return_exceptions=True)
+        if doomed:  # bounded: a switch must take effect even if one connection is slow to wind down
+            await asyncio.wait(doomed, timeout=CLOSE_TIMEOUT)
 
     async def _listen(self) -> None:
         """Listen on the port held so far (any free port the first time), then release the reservation."""
