@@ -314,18 +314,9 @@ class TableStore:
         raise ResourceChanged() from exc
 
     async def delete_rows(self, partition: str, row_keys: Sequence[str]) -> None:
-        """Delete rows in one transaction; if some are already gone, delete the rest one by one (idempotent)."""
+        """Delete rows in one transaction; rows already gone are skipped (idempotent)."""
         operations: list[Any] = [("delete", {"PartitionKey": partition, "RowKey": row_key}) for row_key in row_keys]
-        try:
-            await self.transact(operations)
-        except ResourceChanged:
-            table = await self._client()
-            try:
-                for row_key in row_keys:
-                    _count_write()
-                    await self._run(lambda row_key=row_key: table.delete_entity(partition, row_key))
-            except AzureError as exc:
-                raise StoreUnavailable() from exc
+        await self.transact(operations, guarded_rows=0)
 
     async def transact(
         self,
@@ -333,26 +324,28 @@ class TableStore:
         indexes_from: int = 0,
         index_keys: Iterable[IndexKey] = (),
         verify: Verify | None = None,
+        guarded_rows: int = 1,
     ) -> str:
         """Run one entity-group transaction, retried as a whole (it is atomic, so a failed attempt left nothing
         or everything); returns the first row's new ETag. ``verify`` settles a conflict on the first row after an
         attempt whose answer was lost.
 
-        A delete of an index or membership row that is not there (only a bug or a hand edit removes one alone) is
-        dropped and the rest run again: that row's goal is reached, and the resource's next write repairs the damage
-        instead of failing on it for ever."""
+        A delete of a row that is not there is dropped and the rest run again: that row's goal is reached. For an
+        index row only a bug or a hand edit removes one alone, and the resource's next write then repairs the damage
+        instead of failing on it for ever. The first ``guarded_rows`` operations (the resource row, whose absence
+        means it changed) are exempt."""
         if len(operations) > MAX_TRANSACTION_OPERATIONS:
             raise ResourceTooLarge()
         table = await self._client()
         _count_write()
         attempts = retries.Attempts(self._budget)
-        while True:
+        while operations:
             try:
                 results = await self._run(lambda batch=operations: table.submit_transaction(batch), attempts)
                 return str(results[0].get("etag", "")) if results else ""
             except TableTransactionError as exc:
                 failed = getattr(exc, "index", 0) or 0
-                if exc.status_code == 404 and failed > 0 and operations[failed][0] == "delete":
+                if exc.status_code == 404 and failed >= guarded_rows and operations[failed][0] == "delete":
                     operations = operations[:failed] + operations[failed + 1 :]
                     indexes_from -= failed < indexes_from
                     continue
@@ -368,6 +361,7 @@ class TableStore:
                 raise StoreUnavailable() from exc
             except AzureError as exc:
                 raise StoreUnavailable() from exc
+        return ""  # every row was a delete of a row already gone
 
 
 def _count_write() -> None:
