@@ -7,27 +7,20 @@ disturbs no other test.
 
 import asyncio
 import contextlib
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 from azure.data.tables import TableClient
 
 from scim.consistency import check
-from scim.local import azurite
 from scim.settings import DEFAULT_TENANT
 from scim.store.tables import TableStore
-from tests.e2e.conftest import REPO_ROOT
+from tests.local_server import LocalServer
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -35,53 +28,13 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MEMBERS = 1000
 
 
-class Server:
-    """One local host process that a test may kill and start again on the same port and table."""
+class Server(LocalServer):
+    """A local host that a test may kill and start again on the same port and table, and reads of its data."""
 
     def __init__(self, connection_string: str) -> None:
         self.connection_string = connection_string
         self.prefix = f"crash{secrets.token_hex(4)}"
-        self.token = secrets.token_urlsafe(32)
-        self.port = azurite.free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/scim/v2"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            SCIM_STORAGE_CONNECTION_STRING=self.connection_string,
-            SCIM_BEARER_TOKENS=self.token,
-            SCIM_TABLE_PREFIX=self.prefix,
-        )
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "scim", "serve", "--port", str(self.port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.log.seek(0)
-                    raise RuntimeError(self.log.read().decode(errors="replace")) from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flushing, as when a Functions instance is recycled mid-request."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        super().__init__(connection_string, self.prefix)
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/scim+json"}
@@ -116,8 +69,7 @@ def server(azurite_connection_string: str) -> Iterator[Server]:
     try:
         yield running
     finally:
-        running.stop()
-        running.log.close()
+        running.close()
 
 
 def create_users(server: Server, count: int, prefix: str) -> list[str]:
