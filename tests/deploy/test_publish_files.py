@@ -78,8 +78,10 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     for artefact in ARTEFACTS:
-        (root / artefact).parent.mkdir(parents=True, exist_ok=True)
-        (root / artefact).write_text("x")
+        target = root / artefact
+        assert target.resolve().is_relative_to(root.resolve()), f"{artefact} would be written outside the copy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("x")
     return root
 
 
