@@ -51,8 +51,8 @@ class ScimEndpoint:
         self.settings = settings
         self.store = store
         members = MembershipStore(store)
-        self.users = UserService(store, members)
-        self.groups = GroupService(store, members)
+        self.users = UserService(store, members, settings.undeclared_extensions)
+        self.groups = GroupService(store, members, settings.undeclared_extensions)
         self.authenticator = Authenticator.from_settings(settings)
         self._health: tuple[float, bool] | None = None
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from scim2_models import Context, PatchOp, Resource, SCIMException
+from scim2_models import Context, PatchOp, Resource, ResponseParameters, SCIMException
 
-from scim import errors, protocol
+from scim import errors, extensions, protocol
 from scim.schemas import ENTRA_POLICY
 from scim.store.contract import StoredResource
 
@@ -57,3 +57,21 @@ def stored_document(resource: Resource[Any], not_stored: Iterable[str]) -> dict[
 def from_stored(model: type[ResourceT], stored: StoredResource) -> ResourceT:
     with ENTRA_POLICY:
         return model.model_validate(stored.document, scim_ctx=Context.DEFAULT)
+
+
+def project(
+    model: type[Resource[Any]], document: dict[str, Any], parameters: ResponseParameters[Any] | None, resource_type: str
+) -> dict[str, Any]:
+    """A full document projected by ``attributes``/``excludedAttributes``: the models project what they declare,
+    :func:`scim.extensions.project` the undeclared extensions; ``meta`` keeps the stored timestamps' text, so that a
+    projected answer prints them exactly as a full one does."""
+    if parameters is None:
+        return document
+    with ENTRA_POLICY:
+        resource = model.model_validate(document, scim_ctx=Context.DEFAULT)
+        projected = resource.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    if isinstance(projected.get("meta"), dict):
+        projected["meta"] = {name: document["meta"].get(name, value) for name, value in projected["meta"].items()}
+    blocks = extensions.stored_blocks(document, resource_type)
+    selected = extensions.project(blocks, parameters.attributes, parameters.excluded_attributes)
+    return extensions.with_blocks(projected, selected, resource_type)

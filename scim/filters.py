@@ -21,12 +21,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scim2_models import SCIMException, ScimFilter
-from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode, LogicalExpr, Not, ValuePath
+from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode, LogicalExpr, Not, Present, ValuePath
 from scim2_models.path.expressions import LogicalOperator
 
 from scim.errors import invalid_filter
 from scim.protocol import has_lone_surrogate
-from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, ScimGroup, ScimUser
+from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, ScimGroup, ScimUser, is_undeclared_extension
 
 MAX_FILTER_LENGTH = 2048
 MAX_FILTER_DEPTH = 32
@@ -56,6 +56,14 @@ class ParsedFilter:
     lookup: IndexLookup | None
     member_ids: frozenset[str] = frozenset()
     """The member ids the filter compares ``members.value`` with; only their membership rows matter to it."""
+    extension_terms: "_ExtensionTerms | None" = None
+    """Set when the filter names an undeclared extension attribute, which the models cannot see."""
+
+    def matches(self, resource: Any, document: dict[str, Any]) -> bool:
+        """Whether the resource (its model, and the stored ``document`` holding its undeclared extensions) matches."""
+        if self.extension_terms is None:
+            return bool(self.predicate.match(resource))
+        return self.extension_terms.matches(self.predicate.ast, resource, document)
 
 
 def fold(value: str) -> str:
@@ -80,7 +88,11 @@ def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
         raise invalid_filter("The filter is not valid Unicode text")  # written as an escape: "\\ud800"
     indexed = _GROUP_INDEXES if model is ScimGroup else _USER_INDEXES
     member_ids = frozenset(_member_values(predicate.ast)) if model is ScimGroup else frozenset()
-    return ParsedFilter(predicate=predicate, lookup=_plan(predicate.ast, indexed), member_ids=member_ids)
+    resource_type = "Group" if model is ScimGroup else "User"
+    terms = _ExtensionTerms(model, resource_type) if _names_extension(predicate.ast, resource_type) else None
+    return ParsedFilter(
+        predicate=predicate, lookup=_plan(predicate.ast, indexed), member_ids=member_ids, extension_terms=terms
+    )
 
 
 def nesting_depth(text: str) -> int:
@@ -208,3 +220,125 @@ def _value_eq(node: FilterNode) -> str | None:
 
 def _is_core(path: AttrPath) -> bool:
     return path.uri is None or path.uri.lower() in _CORE_URNS
+
+
+def _names_extension(node: FilterNode, resource_type: str) -> bool:
+    if isinstance(node, LogicalExpr):
+        return any(_names_extension(term, resource_type) for term in node.terms)
+    if isinstance(node, Not):
+        return _names_extension(node.expr, resource_type)
+    if isinstance(node, Comparison | Present | ValuePath):
+        return is_undeclared_extension(node.attr_path.uri, resource_type)
+    return False
+
+
+class _ExtensionTerms:
+    """Evaluates a filter that mixes model attributes and undeclared extension attributes: each term on the model
+    is a bound :class:`ScimFilter` of its own (so the library's rules apply to it unchanged); each term on an
+    extension attribute is compared with the stored value, case-insensitively (nothing declares it case-exact)."""
+
+    def __init__(self, model: type[Any], resource_type: str) -> None:
+        self._model = model
+        self._resource_type = resource_type
+        self._bound: dict[int, ScimFilter[Any]] = {}
+
+    def matches(self, node: FilterNode, resource: Any, document: dict[str, Any]) -> bool:
+        if isinstance(node, LogicalExpr):
+            results = (self.matches(term, resource, document) for term in node.terms)
+            return all(results) if node.op == LogicalOperator.and_ else any(results)
+        if isinstance(node, Not):
+            return not self.matches(node.expr, resource, document)
+        if isinstance(node, Comparison | Present | ValuePath) and is_undeclared_extension(
+            node.attr_path.uri, self._resource_type
+        ):
+            block = _find_key(document, node.attr_path.uri or "")
+            return value_matches(_without_uri(node), document.get(block) if block else None)
+        bound = self._bound.get(id(node))
+        if bound is None:
+            bound = self._bound[id(node)] = ScimFilter[self._model](node)  # type: ignore[name-defined]
+        return bool(bound.match(resource))
+
+
+def _without_uri(node: Comparison | Present | ValuePath) -> FilterNode:
+    return replace(node, attr_path=replace(node.attr_path, uri=None))
+
+
+def _find_key(mapping: dict[str, Any], name: str) -> str | None:
+    """The key of ``mapping`` that names ``name`` case-insensitively (SCIM names are case-insensitive)."""
+    lowered = name.lower()
+    return next((key for key in mapping if key.lower() == lowered), None)
+
+
+def value_matches(node: FilterNode, item: Any) -> bool:
+    """Evaluate ``node`` (attribute paths without a URN) against a JSON object kept as sent: an undeclared
+    extension block, or one entry of a multi-valued attribute inside it. Strings compare case-insensitively."""
+    if isinstance(node, LogicalExpr):
+        results = (value_matches(term, item) for term in node.terms)
+        return all(results) if node.op == LogicalOperator.and_ else any(results)
+    if isinstance(node, Not):
+        return not value_matches(node.expr, item)
+    if isinstance(node, ValuePath):
+        values = _read(item, node.attr_path.attr, None)
+        entries = values if isinstance(values, list) else [values] if values is not None else []
+        return any(isinstance(entry, dict) and value_matches(node.val_filter, entry) for entry in entries)
+    if isinstance(node, Present):
+        return _present(_read(item, node.attr_path.attr, node.attr_path.sub_attr))
+    if isinstance(node, Comparison):
+        actual = _read(item, node.attr_path.attr, node.attr_path.sub_attr)
+        if isinstance(actual, list):
+            if node.op == CompareOperator.ne:
+                return all(_compare(value, node.value, node.op) for value in actual)
+            return any(_compare(value, node.value, node.op) for value in actual)
+        return _compare(actual, node.value, node.op)
+    return False
+
+
+def _read(item: Any, attr: str, sub_attr: str | None) -> Any:
+    if not isinstance(item, dict):
+        return None
+    key = _find_key(item, attr)
+    value = item.get(key) if key else None
+    if sub_attr is None:
+        return value
+    if isinstance(value, list):
+        return [_read(entry, sub_attr, None) for entry in value if isinstance(entry, dict)]
+    return _read(value, sub_attr, None)
+
+
+def _present(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_present(entry) for entry in value)
+    return value not in (None, "", {}, [])
+
+
+def _compare(actual: Any, expected: Any, op: CompareOperator) -> bool:
+    if isinstance(actual, str) and isinstance(expected, str):
+        actual, expected = fold(actual), fold(expected)
+    elif isinstance(actual, bool) != isinstance(expected, bool):
+        return op == CompareOperator.ne
+    elif not (_is_number(actual) and _is_number(expected)) and not isinstance(actual, bool):
+        return op == CompareOperator.ne and actual != expected
+    if op == CompareOperator.eq:
+        return actual == expected
+    if op == CompareOperator.ne:
+        return actual != expected
+    if isinstance(actual, str):
+        if op == CompareOperator.co:
+            return expected in actual
+        if op == CompareOperator.sw:
+            return actual.startswith(expected)
+        if op == CompareOperator.ew:
+            return actual.endswith(expected)
+    if isinstance(actual, bool) or op in (CompareOperator.co, CompareOperator.sw, CompareOperator.ew):
+        return False
+    if op == CompareOperator.gt:
+        return actual > expected
+    if op == CompareOperator.ge:
+        return actual >= expected
+    if op == CompareOperator.lt:
+        return actual < expected
+    return actual <= expected
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -17,7 +17,7 @@ from typing import Any
 
 from scim2_models import Context, PatchOp, ResponseParameters
 
-from scim import documents, entra, errors, protocol
+from scim import documents, entra, errors, extensions, protocol
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
 from scim.membership import MembershipChange, member_entries, split_members
@@ -45,17 +45,19 @@ _NOT_STORED = ("id", "meta", "members")
 class GroupService:
     """Groups for every tenant; every store call is scoped to the authenticated tenant."""
 
-    def __init__(self, store: TableStore, members: MembershipStore) -> None:
+    def __init__(self, store: TableStore, members: MembershipStore, undeclared: str = extensions.KEEP) -> None:
         self._store = store
         self._members = members
+        self._undeclared = undeclared
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, entries = _split_body(entra.normalise_resource(payload))
+        body, blocks = extensions.split_body(body, RESOURCE_TYPE, self._undeclared)
         group = _validate(body, Context.RESOURCE_CREATION_REQUEST)
         group_id = secrets.token_hex(16)
         members = await self._resolve(tenant, entries, group_id)
         now = protocol.now()
-        stored = StoredResource(group_id, _document(group), now, now, "")
+        stored = StoredResource(group_id, _document(group, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
             stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), index_keys(group))
         try:
@@ -93,9 +95,10 @@ class GroupService:
         current = await self._load(tenant, group_id)
         protocol.check_precondition(current, if_match)
         body, entries = _split_body(entra.normalise_resource(payload))
+        body, blocks = extensions.split_body(body, RESOURCE_TYPE, self._undeclared)
         group = _validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
         members = await self._resolve(tenant, entries, group_id)
-        stored = await self._save(tenant, current, group)
+        stored = await self._save(tenant, current, group, blocks)
         change = MembershipChange()
         change.remove_all()
         for member in members:
@@ -109,17 +112,18 @@ class GroupService:
         """Apply a PATCH; the resource is returned only when the request names attributes (Entra expects 204)."""
         body = entra.normalise_patch(payload)
         change, others = split_members(body["Operations"])
+        others, on_extensions = extensions.split_operations(others, RESOURCE_TYPE, self._undeclared)
         operations = documents.parse_patch(ScimGroup, {**body, "Operations": others}) if others else None
         current = await self._load(tenant, group_id)
         protocol.check_precondition(current, if_match)
         members = await self._resolve(tenant, list(change.added.items()), group_id)
-        if operations is None:
+        if operations is None and not on_extensions:
             stored = current
         else:
-            stored = await self._patch_attributes(tenant, current, operations, if_match)
+            stored = await self._patch_attributes(tenant, current, operations, on_extensions, if_match)
         if not change.empty:
             await self._apply(tenant, group_id, change, members)
-            if operations is None:
+            if operations is None and not on_extensions:
                 stored = await self._touch(tenant, stored)
         if not (query.get("attributes") or query.get("excludedAttributes")):
             return None
@@ -127,12 +131,21 @@ class GroupService:
         return _render(stored, base_url, page, protocol.response_parameters(query, ScimGroup))
 
     async def _patch_attributes(
-        self, tenant: str, current: StoredResource, operations: "PatchOp[ScimGroup]", if_match: str | None
+        self,
+        tenant: str,
+        current: StoredResource,
+        operations: "PatchOp[ScimGroup] | None",
+        on_extensions: list[extensions.Operation],
+        if_match: str | None,
     ) -> StoredResource:
         """Write the group row conditionally on the version read, retrying on a concurrent change (no If-Match)."""
         for _ in range(PATCH_RETRIES):
+            group = _from_stored(current) if operations is None else _patched(operations, _from_stored(current))
+            _, blocks = extensions.apply_operations(
+                on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
+            )
             try:
-                return await self._save(tenant, current, _patched(operations, _from_stored(current)))
+                return await self._save(tenant, current, group, blocks)
             except ScimError as exc:
                 if exc.status != 412 or if_match:
                     raise
@@ -213,7 +226,7 @@ class GroupService:
         document["members"] = [{"value": row.member_id, "type": row.member_type} for row in rows if row is not None]
         with ENTRA_POLICY:
             group = ScimGroup.model_validate(document, scim_ctx=Context.DEFAULT)
-            return parsed.predicate.match(group)
+            return parsed.matches(group, document)
 
     async def _member_page(self, tenant: str, stored: StoredResource, query: Mapping[str, str]) -> list[Member] | None:
         if not protocol.returns(query, "members"):
@@ -279,8 +292,10 @@ class GroupService:
     async def _load(self, tenant: str, group_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, group_id)
 
-    async def _save(self, tenant: str, current: StoredResource, group: ScimGroup) -> StoredResource:
-        stored = StoredResource(current.resource_id, _document(group), current.created, protocol.now(), "")
+    async def _save(
+        self, tenant: str, current: StoredResource, group: ScimGroup, blocks: extensions.Blocks
+    ) -> StoredResource:
+        stored = StoredResource(current.resource_id, _document(group, blocks), current.created, protocol.now(), "")
         old_keys = stored_index_keys(current)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
@@ -308,8 +323,8 @@ def _patched(operations: "PatchOp[ScimGroup]", group: ScimGroup) -> ScimGroup:
     return _validate(documents.apply_patch(operations, group)[1], Context.RESOURCE_REPLACEMENT_REQUEST)
 
 
-def _document(group: ScimGroup) -> dict[str, Any]:
-    return documents.stored_document(group, _NOT_STORED)
+def _document(group: ScimGroup, blocks: extensions.Blocks) -> dict[str, Any]:
+    return extensions.with_blocks(documents.stored_document(group, _NOT_STORED), blocks, RESOURCE_TYPE)
 
 
 def _from_stored(stored: StoredResource) -> ScimGroup:
@@ -343,10 +358,7 @@ def _render(
     document["meta"] = protocol.meta(RESOURCE_TYPE, stored, f"{base_url}/Groups/{stored.resource_id}")
     if members is not None:
         document["members"] = [_member_document(member, base_url) for member in members]
-    if parameters is not None:
-        with ENTRA_POLICY:
-            group = ScimGroup.model_validate(document, scim_ctx=Context.DEFAULT)
-            document = group.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    document = documents.project(ScimGroup, document, parameters, RESOURCE_TYPE)
     return Rendered(document, stored.etag)
 
 

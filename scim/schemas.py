@@ -5,6 +5,7 @@ transform or refuse data Entra sends: e-mail values are stored exactly as sent (
 domain and refuse addresses it cannot parse), and the manager's ``$ref`` is optional (Entra sends only ``value``).
 """
 
+import re
 from functools import cache
 from typing import Annotated, Any
 
@@ -35,6 +36,10 @@ from scim2_models import (
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+EXTENSION_URN = re.compile(r"urn:ietf:params:scim:schemas:extension:(?:[^:\s]+:){2,}(user|group)", re.IGNORECASE)
+"""``urn:ietf:params:scim:schemas:extension:<name>:<version>:<ResourceType>``: the form RFC 7643 §3.3 gives extension
+schemas and the one Entra's attribute-list editor asks custom attributes to be named in."""
+DECLARED_EXTENSIONS = {"User": frozenset({ENTERPRISE_SCHEMA.lower()}), "Group": frozenset()}
 MAX_RESULTS = 200
 """The most resources one list page returns (``filter.maxResults``); a larger ``count`` is clamped to it."""
 MAX_MEMBERS_PER_GET = 1000
@@ -49,6 +54,22 @@ ENTRA_POLICY = ScimPolicy(
 )
 """How much this endpoint tolerates: attributes no schema declares are dropped, Entra's ``remove`` with a value list
 removes those values, and a PATCH path filter that matches nothing creates the entry it describes."""
+
+
+def extension_resource_type(urn: str) -> str | None:
+    """The resource type (``User``/``Group``) an extension URN names, or None when ``urn`` is not one."""
+    match = EXTENSION_URN.fullmatch(urn)
+    return match.group(1).capitalize() if match else None
+
+
+def is_undeclared_extension(urn: str | None, resource_type: str) -> bool:
+    """Whether ``urn`` names an extension of ``resource_type`` that no schema here declares (its attributes are kept
+    as sent, see :mod:`scim.extensions`)."""
+    return (
+        urn is not None
+        and extension_resource_type(urn) == resource_type
+        and urn.lower() not in DECLARED_EXTENSIONS[resource_type]
+    )
 
 
 class StoredEmail(Email):

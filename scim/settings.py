@@ -73,6 +73,9 @@ class Settings:
     entra_audiences: tuple[str, ...] = DEFAULT_ENTRA_AUDIENCES
     entra_metadata_url: str = DEFAULT_ENTRA_METADATA_URL
     entra_app_ids: tuple[str, ...] = DEFAULT_ENTRA_APP_IDS
+    undeclared_extensions: str = "keep"
+    """``keep`` stores attributes of extension schemas nothing declares (Entra's custom attributes); ``reject``
+    answers 400 naming them. Never a silent drop."""
     secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +95,7 @@ class Settings:
             entra_audiences=_split(env.get("SCIM_ENTRA_AUDIENCES", "")) or DEFAULT_ENTRA_AUDIENCES,
             entra_metadata_url=(env.get("SCIM_ENTRA_METADATA_URL") or "").strip() or DEFAULT_ENTRA_METADATA_URL,
             entra_app_ids=_split(env.get("SCIM_ENTRA_APP_IDS", "")) or DEFAULT_ENTRA_APP_IDS,
+            undeclared_extensions=(env.get("SCIM_UNDECLARED_EXTENSIONS") or "keep").strip().lower(),
         )
         settings.check()
         return settings
@@ -109,6 +113,8 @@ class Settings:
                 "until one of them is set"
             )
         StorageSettings(self.storage_connection_string, self.storage_table_uri, self.table_prefix).check()
+        if self.undeclared_extensions not in ("keep", "reject"):
+            raise ConfigurationError("SCIM_UNDECLARED_EXTENSIONS must be keep or reject")
         if self.entra_enabled:
             for tenant_id in self.entra_tenant_ids:
                 if not _GUID.fullmatch(tenant_id):

@@ -12,7 +12,7 @@ from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from scim import documents, entra, errors, protocol
+from scim import documents, entra, errors, extensions, protocol
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
 from scim.protocol import Page, Rendered
@@ -36,14 +36,16 @@ _NOT_STORED = ("id", "meta", "groups", "password")
 class UserService:
     """Users for every tenant; ``tenant`` is who authenticated, and every store call is scoped to it."""
 
-    def __init__(self, store: TableStore, members: MembershipStore) -> None:
+    def __init__(self, store: TableStore, members: MembershipStore, undeclared: str = extensions.KEEP) -> None:
         self._store = store
         self._members = members
+        self._undeclared = undeclared
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
-        user = _validate(entra.normalise_resource(payload), Context.RESOURCE_CREATION_REQUEST)
+        body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
+        user = _validate(body, Context.RESOURCE_CREATION_REQUEST)
         now = protocol.now()
-        stored = StoredResource(secrets.token_hex(16), _document(user), now, now, "")
+        stored = StoredResource(secrets.token_hex(16), _document(user, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
             stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), index_keys(user))
         return _render(stored, base_url, None)
@@ -58,8 +60,9 @@ class UserService:
     ) -> Rendered:
         current = await self._load(tenant, resource_id)
         protocol.check_precondition(current, if_match)
-        user = _validate(entra.normalise_resource(payload), Context.RESOURCE_REPLACEMENT_REQUEST)
-        stored = await self._save(tenant, current, user)
+        body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
+        user = _validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
+        stored = await self._save(tenant, current, user, blocks)
         return _render(stored, base_url, None, await self._groups(tenant, stored, {}, base_url))
 
     async def patch(
@@ -67,15 +70,22 @@ class UserService:
     ) -> Rendered:
         """Apply a PATCH and return the user (200: Entra's examples show the resource, and scim-sanity requires it),
         projected by the request's ``attributes``/``excludedAttributes`` as RFC 7644 §3.5.2 allows."""
-        operations = documents.parse_patch(ScimUser, entra.normalise_patch(payload))
+        body = entra.normalise_patch(payload)
+        others, on_extensions = extensions.split_operations(body["Operations"], RESOURCE_TYPE, self._undeclared)
+        operations = documents.parse_patch(ScimUser, {**body, "Operations": others}) if others else None
         parameters = protocol.response_parameters(query, ScimUser)
         for _ in range(PATCH_RETRIES):
             current = await self._load(tenant, resource_id)
             protocol.check_precondition(current, if_match)
-            changed, patched = documents.apply_patch(operations, _from_stored(current))
+            changed, patched = (False, current.document)
+            if operations is not None:
+                changed, patched = documents.apply_patch(operations, _from_stored(current))
             user = _validate(patched, Context.RESOURCE_REPLACEMENT_REQUEST)
+            blocks_changed, blocks = extensions.apply_operations(
+                on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
+            )
             try:
-                stored = await self._save(tenant, current, user) if changed else current
+                stored = await self._save(tenant, current, user, blocks) if changed or blocks_changed else current
             except ScimError as exc:
                 if exc.status != 412 or if_match:
                     raise
@@ -180,8 +190,10 @@ class UserService:
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, resource_id)
 
-    async def _save(self, tenant: str, current: StoredResource, user: ScimUser) -> StoredResource:
-        stored = StoredResource(current.resource_id, _document(user), current.created, protocol.now(), "")
+    async def _save(
+        self, tenant: str, current: StoredResource, user: ScimUser, blocks: extensions.Blocks
+    ) -> StoredResource:
+        stored = StoredResource(current.resource_id, _document(user, blocks), current.created, protocol.now(), "")
         old_keys = stored_index_keys(current)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
@@ -198,8 +210,8 @@ def _validate(payload: dict[str, Any], context: Context) -> ScimUser:
     return user
 
 
-def _document(user: ScimUser) -> dict[str, Any]:
-    return documents.stored_document(user, _NOT_STORED)
+def _document(user: ScimUser, blocks: extensions.Blocks) -> dict[str, Any]:
+    return extensions.with_blocks(documents.stored_document(user, _NOT_STORED), blocks, RESOURCE_TYPE)
 
 
 def _from_stored(stored: StoredResource) -> ScimUser:
@@ -218,10 +230,7 @@ def _render(
     if groups:
         document["groups"] = groups
     document["meta"] = protocol.meta(RESOURCE_TYPE, stored, location)
-    if parameters is not None:
-        with ENTRA_POLICY:
-            user = ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
-            document = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
+    document = documents.project(ScimUser, document, parameters, RESOURCE_TYPE)
     return Rendered(document, stored.etag)
 
 
@@ -231,7 +240,7 @@ def _matches(parsed: ParsedFilter, stored: StoredResource) -> bool:
     document["meta"] = {"resourceType": RESOURCE_TYPE, "created": stored.created, "lastModified": stored.last_modified}
     with ENTRA_POLICY:
         user = ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
-        return parsed.predicate.match(user)
+        return parsed.matches(user, document)
 
 
 def index_keys(user: ScimUser) -> list[IndexKey]:
