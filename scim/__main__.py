@@ -1,5 +1,6 @@
 """``python -m scim serve``: run the endpoint locally, optionally with its own Azurite.
-``python -m scim check``: find (and with ``--repair``, fix) stored rows that disagree, safely while serving."""
+``python -m scim check``: find (and with ``--repair``, fix) stored rows that disagree, safely while serving.
+``python -m scim entra …``: connect Entra provisioning through Microsoft Graph (the admin side, scim/admin/entra)."""
 
 import argparse
 import asyncio
@@ -35,6 +36,11 @@ def main() -> None:
     check.add_argument("--tenant", action="append", help="check only this tenant (repeatable; default: all)")
     check.add_argument("--repair", action="store_true", help="repair what is safe to repair, conditionally")
     check.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    commands.add_parser("entra", help="connect Entra provisioning through Microsoft Graph (python -m scim entra -h)")
+    if sys.argv[1:2] == ["entra"]:  # the admin side loads msal and requests only when asked for
+        from scim.admin.entra.cli import main as entra
+
+        raise SystemExit(entra(sys.argv[2:]))
     args = parser.parse_args()
     load_local_settings()
     if args.command == "check":

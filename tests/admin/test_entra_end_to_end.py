@@ -1,0 +1,72 @@
+"""End to end: ``entra connect`` then ``entra provision`` through the Graph stand-in, whose provisioning service
+sends Entra's documented SCIM sequence (Test Connection query; match by userName; create, later update) to a real
+``python -m scim serve`` on Azurite; the user appears there."""
+
+import httpx
+
+from tests.admin.conftest import Entra
+from tests.local_server import LocalServer
+
+
+def scim_get(server: LocalServer, path: str, params: dict | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {server.token}"}
+    response = httpx.get(f"{server.base_url}{path}", params=params, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_connect_then_provision_on_demand_creates_then_updates_the_user(entra: Entra, scim_server: LocalServer):
+    user = entra.graph.add_user("grace.hopper@contoso.example", "Grace", "Hopper")
+    connect = entra.connect(scim_server.base_url, scim_server.token, "--assign", "user:grace.hopper@contoso.example")
+    assert connect.code == 0, connect.text
+
+    first = entra.run("provision", "grace.hopper@contoso.example")
+    assert first.code == 0, first.text
+    assert f"Provision on demand: grace.hopper@contoso.example ({user['id']}) -> 'SCIM endpoint'" in first.out
+    for step in ("Import    Success", "Scoping   Success", "Matching  Success", "Export    Success"):
+        assert step in first.out
+    assert "User 'grace.hopper@contoso.example' was created in customappsso" in first.out
+    assert "Result: Success (action Create, target id " in first.out
+
+    found = scim_get(scim_server, "/Users", {"filter": 'userName eq "grace.hopper@contoso.example"'})
+    assert found["totalResults"] == 1
+    (stored,) = found["Resources"]
+    assert stored["displayName"] == "Grace Hopper"
+    assert stored["externalId"] == "grace.hopper"
+    assert stored["name"]["familyName"] == "Hopper"
+    assert stored["active"] is True
+    assert stored["id"] in first.out
+
+    user["displayName"] = "Rear Admiral Grace Hopper"
+    second = entra.run("provision", user["id"])
+    assert second.code == 0, second.text
+    assert "Result: Success (action Update" in second.out
+    assert scim_get(scim_server, f"/Users/{stored['id']}")["displayName"] == "Rear Admiral Grace Hopper"
+    assert entra.graph.scim_requests == [
+        "GET /Users",
+        "GET /Users",
+        "POST /Users",
+        "GET /Users",
+        "PATCH /Users/" + stored["id"],
+    ]
+
+    logs = entra.run("logs")
+    assert logs.code == 0, logs.text
+    assert logs.out.count("success") == 2 and "create" in logs.out and "update" in logs.out
+
+
+def test_provision_failure_is_reported_with_the_endpoints_answer(entra: Entra, scim_server: LocalServer):
+    entra.graph.add_user("bad@contoso.example", "Bad", "Token")
+    assert entra.connect(scim_server.base_url, scim_server.token).code == 0
+    entra.graph.app("SCIM endpoint").secrets["SecretToken"] = "revoked-token-revoked-token-revoked"
+    result = entra.run("provision", "bad@contoso.example")
+    assert result.code == 1
+    assert "Matching  Failure  HTTP 401 from the SCIM endpoint" in result.out
+    assert "Result: Failure" in result.out
+
+
+def test_provision_of_an_unknown_user_names_it(entra: Entra, scim_server: LocalServer):
+    assert entra.connect(scim_server.base_url, scim_server.token).code == 0
+    result = entra.run("provision", "nobody@contoso.example")
+    assert result.code == 1
+    assert "No user 'nobody@contoso.example' in this tenant" in result.err
