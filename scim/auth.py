@@ -3,18 +3,17 @@ Entra-issued JWT from a tenant in ``SCIM_ENTRA_TENANT_IDS``; either way the answ
 
 import hashlib
 import hmac
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from scim.bearer import MAX_TOKEN_LENGTH, bearer_token, looks_like_jwt
 from scim.errors import unauthorized
 from scim.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily: PyJWT, cryptography and aiohttp cost ~150 ms of cold start, for JWT mode only
     from scim.entra_tokens import EntraTokenValidator
 
-MAX_TOKEN_LENGTH = 4096
-_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+__all__ = ["MAX_TOKEN_LENGTH", "Authenticator", "bearer_token", "looks_like_jwt", "match_secret"]
 
 
 class Authenticator:
@@ -56,22 +55,6 @@ class Authenticator:
     async def close(self) -> None:
         if self._entra is not None:
             await self._entra.close()
-
-
-def looks_like_jwt(token: str) -> bool:
-    """Three base64url segments separated by dots (the signature may be empty, as in ``alg: none``)."""
-    return _JWT_SHAPE.fullmatch(token) is not None
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), or a 401."""
-    if not authorization:
-        raise unauthorized()
-    scheme, _, presented = authorization.strip().partition(" ")
-    presented = presented.strip()
-    if scheme.lower() != "bearer" or not presented or len(presented) > MAX_TOKEN_LENGTH:
-        raise unauthorized()
-    return presented
 
 
 def match_secret(presented: str, secret_digests: Sequence[tuple[str, bytes]]) -> str | None:
