@@ -1,6 +1,7 @@
 """``python -m scim serve``: run the endpoint locally, optionally with its own Azurite.
 ``python -m scim check``: find (and with ``--repair``, fix) stored rows that disagree, safely while serving.
-``python -m scim entra …``: connect Entra provisioning through Microsoft Graph (the admin side, scim/admin/entra)."""
+``python -m scim entra …``: connect Entra provisioning through Microsoft Graph (the admin side, scim/admin/entra).
+``python -m scim tenants``: tenants and their stored credentials (:mod:`scim.admin.tenants_cli`)."""
 
 import argparse
 import asyncio
@@ -41,8 +42,13 @@ def main() -> None:
         from scim.admin.entra.cli import main as entra
 
         raise SystemExit(entra(sys.argv[2:]))
+    from scim.admin import tenants_cli  # the admin side: only this entry point loads it
+
+    tenants_cli.add_parser(commands)
     args = parser.parse_args()
     load_local_settings()
+    if args.command == "tenants":
+        raise SystemExit(tenants_cli.run(args))
     if args.command == "check":
         raise SystemExit(_check(args.tenant, args.repair, args.json))
     _serve(args)

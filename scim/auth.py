@@ -1,5 +1,6 @@
-"""Who is calling: a shared bearer secret from ``SCIM_BEARER_TOKENS`` (plain or stored as a SHA-256 digest), or an
-Entra-issued JWT from a tenant in ``SCIM_ENTRA_TENANT_IDS``; either way the answer is the tenant the caller acts for."""
+"""Who is calling: a shared bearer secret from ``SCIM_BEARER_TOKENS`` (plain or stored as a SHA-256 digest), a bearer
+secret stored with ``python -m scim tenants``, or an Entra-issued JWT from a tenant in ``SCIM_ENTRA_TENANT_IDS``;
+whichever, the answer is the tenant the caller acts for."""
 
 import hashlib
 import hmac
@@ -7,10 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from scim.bearer import MAX_TOKEN_LENGTH, bearer_token, looks_like_jwt
+from scim.credentials import BEARER_PREFIX
 from scim.errors import unauthorized
 from scim.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily: PyJWT, cryptography and aiohttp cost ~150 ms of cold start, for JWT mode only
+    from scim.credential_directory import CredentialDirectory
     from scim.entra_tokens import EntraTokenValidator
 
 __all__ = ["MAX_TOKEN_LENGTH", "Authenticator", "bearer_token", "looks_like_jwt", "match_secret"]
@@ -20,13 +23,20 @@ class Authenticator:
     """Combines both modes for one process: shared secrets first (constant time), then, for a JWT-shaped token and
     only if JWT mode is configured, Entra token validation (which may fetch signing keys, hence ``async``)."""
 
-    def __init__(self, secret_digests: Sequence[tuple[str, bytes]], entra: "EntraTokenValidator | None" = None) -> None:
+    def __init__(
+        self,
+        secret_digests: Sequence[tuple[str, bytes]],
+        entra: "EntraTokenValidator | None" = None,
+        directory: "CredentialDirectory | None" = None,
+    ) -> None:
         self._secret_digests = tuple(secret_digests)
         self._entra = entra
+        self._directory = directory
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Authenticator":
-        """Build once per process; the JWT validator holds the key cache and (lazily) its HTTP session."""
+    def from_settings(cls, settings: Settings, directory: "CredentialDirectory | None" = None) -> "Authenticator":
+        """Build once per process; the JWT validator holds the key cache and (lazily) its HTTP session, the
+        directory (absent in unit tests without storage) the cached stored credentials."""
         entra = None
         if settings.entra_enabled:
             from scim.entra_tokens import EntraTokenValidator
@@ -37,7 +47,7 @@ class Authenticator:
                 settings.entra_metadata_url,
                 settings.entra_app_ids,
             )
-        return cls(settings.secret_digests, entra)
+        return cls(settings.secret_digests, entra, directory)
 
     async def authenticate(self, authorization: str | None) -> str:
         """The tenant the request's bearer token belongs to, or a 401 that does not say which check failed.
@@ -48,6 +58,11 @@ class Authenticator:
         tenant = match_secret(presented, self._secret_digests)
         if tenant is not None:
             return tenant
+        if self._directory is not None and presented.startswith(BEARER_PREFIX):
+            tenant = await self._directory.bearer_tenant(presented)
+            if tenant is not None:
+                return tenant
+            raise unauthorized()
         if self._entra is not None and looks_like_jwt(presented):
             return await self._entra.validate(presented)
         raise unauthorized()

@@ -15,6 +15,7 @@ from typing import Any
 
 from scim import errors
 from scim.auth import Authenticator
+from scim.credential_directory import CredentialDirectory
 from scim.errors import ScimError
 from scim.groups import GroupService
 from scim.messages import ScimRequest, ScimResponse
@@ -22,6 +23,7 @@ from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, has_lone_surrogate, li
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
 from scim.settings import ConfigurationError, Settings, current_settings
 from scim.store.contract import StoreError
+from scim.store.credentials import CredentialStore
 from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
 
@@ -53,7 +55,8 @@ class ScimEndpoint:
         members = MembershipStore(store)
         self.users = UserService(store, members, settings.undeclared_extensions)
         self.groups = GroupService(store, members, settings.undeclared_extensions)
-        self.authenticator = Authenticator.from_settings(settings)
+        self.credentials = CredentialDirectory(CredentialStore(store))
+        self.authenticator = Authenticator.from_settings(settings, self.credentials)
         self._health: tuple[float, bool] | None = None
 
     async def health(self) -> ScimResponse:

@@ -114,6 +114,15 @@ class TableStore:
         """The table, created on first use by this process; for store modules (maintenance) that need raw rows."""
         return await self._client()
 
+    async def companion_table(self, suffix: str) -> TableClient:
+        """Another table of this deployment, ``<prefix><suffix>`` (credentials), over the same HTTP session."""
+        name = self._table_name.removesuffix("Resources") + suffix
+        try:
+            await self._run(lambda: self._service.create_table_if_not_exists(name))
+        except AzureError as exc:
+            raise StoreUnavailable() from exc
+        return self._service.get_table_client(name)
+
     async def _client(self) -> TableClient:
         """The table, created on first use by this process."""
         if self._table is None:
