@@ -26,6 +26,7 @@ from scim2_models import (
     Reference,
     Required,
     ResourceType,
+    Role,
     SchemaExtension,
     ScimPolicy,
     ServiceProviderConfig,
@@ -78,6 +79,14 @@ class StoredEmail(Email):
     value: str | None = None
 
 
+class StoredRole(Role):
+    """An app role assignment as Entra's ``AppRoleAssignmentsComplex`` expression sends it: with ``displayName``
+    beside RFC 7643's ``display`` (research/entra-client.md §54), which the RFC model would drop."""
+
+    display_name: str | None = None
+    """The role's display name, as Entra's AppRoleAssignmentsComplex expression sends it."""
+
+
 class ManagerReference(Manager):
     """The enterprise manager, whose ``$ref`` Entra never sends."""
 
@@ -96,6 +105,7 @@ class ScimUser(User[Enterprise]):  # type: ignore[type-var]
     """The User resource: RFC 7643 core schema plus the enterprise extension."""
 
     emails: list[StoredEmail] | None = None
+    roles: list[StoredRole] | None = None
 
 
 class ScimGroup(Group):
