@@ -16,6 +16,7 @@ from tests.local_server import LocalServer
 from tests.standins.authority import TENANT_ID, Authority, ConfidentialApp
 from tests.standins.graph import Graph
 from tests.standins.https_server import certificate_authority
+from tests.standins.key_vault import KeyVault
 
 APP_ID = "0f0f0f0f-1111-2222-3333-444444444444"
 ALL_ROLES = [
@@ -106,3 +107,14 @@ def entra(standin_tls: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.Mo
     graph.close()
     assert authority.violations == []
     assert graph.violations == []
+
+
+@pytest.fixture
+def vault(entra: Entra, standin_tls: tuple[Path, Path]) -> Iterator[KeyVault]:
+    """A Key Vault stand-in whose tokens the app-only sign-in may read and write (``--key-vault-auth signin``)."""
+    cert, key = standin_tls
+    key_vault = KeyVault(f"{entra.authority.host}/{TENANT_ID}", entra.graph.token_key, cert, key)
+    entra.authority.other_resources.add(key_vault.resource)
+    yield key_vault
+    key_vault.close()
+    assert key_vault.violations == []

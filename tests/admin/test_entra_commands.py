@@ -3,6 +3,7 @@ SCIM endpoint on Azurite behind it: connect fresh and re-run, a refused token, a
 job, logs paging, restart/pause, throttling, a missing permission, and that no secret is ever printed."""
 
 import json
+import os
 import secrets
 
 import pytest
@@ -207,3 +208,34 @@ def test_connect_without_write_permission_stops_with_its_name(entra: Entra, scim
     result = entra.connect(scim_server.base_url, scim_server.token)
     assert result.code == 2
     assert f"application permission {missing}" in result.err
+
+
+def test_connect_reads_the_tenant_url_from_the_deployment_outputs(
+    entra: Entra, scim_server: LocalServer, tmp_path, monkeypatch
+):
+    """``az deployment group show … --query properties.outputs -o json`` answered by a stand-in ``az`` on PATH that
+    prints what the Bicep template's outputs look like (and records its arguments)."""
+    outputs = {
+        "tenantUrl": {"type": "String", "value": scim_server.base_url},
+        "keyVaultName": {"type": "String", "value": "kv-unused"},
+    }
+    az = tmp_path / "az"
+    az.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/az-args\ncat <<'JSON'\n{json.dumps(outputs)}\nJSON\n")
+    az.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    result = entra.run("connect", "--from-deployment", "rg-scim", "scim", "--token-stdin", stdin=scim_server.token)
+    assert result.code == 0, result.text
+    assert (tmp_path / "az-args").read_text().split() == [
+        "deployment",
+        "group",
+        "show",
+        "-g",
+        "rg-scim",
+        "-n",
+        "scim",
+        "--query",
+        "properties.outputs",
+        "-o",
+        "json",
+    ]
+    assert entra.graph.app("SCIM endpoint").secrets["BaseAddress"] == scim_server.base_url

@@ -48,6 +48,7 @@ class Authority:
     violations: list[str] = field(default_factory=list)
     grants: Counter[str] = field(default_factory=Counter)
     scopes_requested: list[list[str]] = field(default_factory=list)
+    other_resources: set[str] = field(default_factory=set)  # besides Graph, e.g. a Key Vault stand-in
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -155,8 +156,10 @@ class Authority:
         app = self.confidential.get(client_id)
         if app is None:
             return self._error(400, "unauthorized_client", f"AADSTS700016: Application '{client_id}' not found.")
-        if form.get("scope") != f"{self.graph_resource}/.default":
-            return self._violation(f"client_credentials: scope {form.get('scope')!r} is not <graph>/.default", 400)
+        resources = {self.graph_resource, *self.other_resources}
+        resource = form.get("scope", "").removesuffix("/.default")
+        if not form.get("scope", "").endswith("/.default") or resource not in resources:
+            return self._violation(f"client_credentials: scope {form.get('scope')!r} is not <resource>/.default", 400)
         if "client_secret" in form:
             if app.secret is None or not secrets.compare_digest(form["client_secret"], app.secret):
                 return self._error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
@@ -166,7 +169,7 @@ class Authority:
                 return self._error(401, "invalid_client", f"AADSTS700027: {problem}")
         else:
             return self._violation("client_credentials: neither client_secret nor a jwt-bearer assertion", 400)
-        claims = {"roles": app.roles, "appid": client_id, "idtyp": "app", "oid": secrets.token_hex(8)}
+        claims = {"roles": app.roles, "appid": client_id, "idtyp": "app", "oid": secrets.token_hex(8), "aud": resource}
         return Response(200, {"token_type": "Bearer", "expires_in": self.token_lifetime, **self._access(claims)})
 
     def _check_assertion(self, client_id: str, app: ConfidentialApp, assertion: str) -> str | None:

@@ -6,8 +6,9 @@ import subprocess
 import sys
 import time
 
-from scim.admin.entra.cli import parse_since, split_tokens
+from scim.admin.entra.cli import parse_since
 from scim.admin.entra.graph import _retry_after
+from scim.admin.entra.key_vault import plain_tokens, split_tokens
 from scim.admin.entra.provisioning import odata_string
 from scim.local.host import REPO_ROOT
 
@@ -40,3 +41,9 @@ def test_the_endpoint_never_imports_the_admin_side():
     code = "import sys, function_app; print(sorted(m for m in sys.modules if m.startswith(('scim.admin', 'msal'))))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)  # noqa: S603
     assert done.stdout.strip() == "[]"
+
+
+def test_only_the_tenants_unhashed_tokens_can_be_given_to_entra():
+    raw = "old,acme=a1,sha256:" + "0" * 64 + ",new,acme=a2"
+    assert plain_tokens(raw, None) == ["old", "new"]
+    assert plain_tokens(raw, "acme") == ["a1", "a2"]

@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scim.admin.entra import permissions, provisioning
 from scim.admin.entra.clouds import CLOUDS, resolve
 from scim.admin.entra.graph import GraphClient, GraphError
 from scim.admin.entra.provisioning import App, Credentials, ProvisioningError
 from scim.admin.entra.signin import SignInError, SignInOptions, TokenSource, default_token_cache
+
+if TYPE_CHECKING:
+    from scim.admin.entra.key_vault import KeyVaultTokens
 
 EXIT_REFUSED = 1  # Entra said no: a failed validation or provisioning step
 EXIT_UNUSABLE = 2  # could not ask: sign-in, permissions, Graph errors
@@ -118,8 +121,7 @@ def parser() -> argparse.ArgumentParser:
     token = connect.add_mutually_exclusive_group()
     token.add_argument("--token-stdin", action="store_true", help="read the SCIM bearer token from stdin")
     token.add_argument("--key-vault", help="read the token from this Key Vault (DefaultAzureCredential)")
-    connect.add_argument("--secret-name", default="scim-bearer-tokens", help="the Key Vault secret's name")
-    connect.add_argument("--scim-tenant", default=None, help="which tenant's token to take from the secret")
+    _key_vault_options(connect)
     connect.add_argument(
         "--assign",
         action="append",
@@ -145,7 +147,37 @@ def parser() -> argparse.ArgumentParser:
     restart = sub.add_parser("restart", parents=[common], help="restart the job (clears errors and quarantine)")
     restart.add_argument("--reset", action="store_true", help="also forget what was provisioned: match everyone again")
     sub.add_parser("pause", parents=[common], help="pause the job (start it again with connect or restart)")
+
+    rotate = sub.add_parser("rotate", parents=[common], help="new token: add, validate, switch Entra, retire the old")
+    target = rotate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tenant-url", help="the endpoint's https://<app>/scim/v2")
+    target.add_argument(
+        "--from-deployment",
+        nargs=2,
+        metavar=("RG", "DEPLOYMENT"),
+        help="read tenantUrl and keyVaultName from the Bicep deployment's outputs (az CLI)",
+    )
+    rotate.add_argument("--key-vault", help="the vault holding the endpoint's tokens (default: the deployment's)")
+    _key_vault_options(rotate)
+    rotate.add_argument(
+        "--wait",
+        type=float,
+        default=900.0,
+        help="seconds to wait for the endpoint to accept the new token (default 900)",
+    )
+    rotate.add_argument("--poll", type=float, default=15.0, help="seconds between Test Connections while waiting")
     return entra
+
+
+def _key_vault_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--secret-name", default="scim-bearer-tokens", help="the Key Vault secret's name")
+    command.add_argument("--scim-tenant", default=None, help="the endpoint tenant whose token it is (default: none)")
+    command.add_argument(
+        "--key-vault-auth",
+        choices=("azure", "signin"),
+        default="azure",
+        help="Key Vault as DefaultAzureCredential (default), or as the app-only sign-in",
+    )
 
 
 def run(args: argparse.Namespace, output: Output | None = None, stdin: TextIO | None = None) -> int:
@@ -203,15 +235,20 @@ def _connect(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
         vault = vault or (None if args.token_stdin else outputs.get("keyVaultName"))
     if not re.fullmatch(r"https?://[^/\s]+/.*scim/v2/?", tenant_url or ""):
         raise ProvisioningError(f"--tenant-url {tenant_url!r} should be the endpoint's https://<host>/scim/v2")
-    if vault:
-        secret = _token_from_key_vault(vault, args.secret_name, args.scim_tenant)
-    elif args.token_stdin:
-        secret = _read_secret(stdin, "SCIM bearer token: ")
-    else:
+    if not vault and not args.token_stdin:
         raise ProvisioningError("Give the SCIM token with --token-stdin or --key-vault (never on the command line).")
-    out.hide(secret)
     needed = ("connect", "connect --assign") if args.assign else ("connect",)
-    graph, _ = _graph(args, out, stdin, *needed)
+    graph, tokens = _graph(args, out, stdin, *needed)
+    if vault:
+        store = _key_vault(args, vault, tokens)
+        plain = store.tokens()
+        if not plain:
+            who = f"tenant {args.scim_tenant!r}" if args.scim_tenant else "the default tenant"
+            raise ProvisioningError(f"{store.where} holds no plain (unhashed) token for {who}.")
+        secret = plain[-1]
+    else:
+        secret = _read_secret(stdin, "SCIM bearer token: ")
+    out.hide(secret)
     credentials = Credentials(tenant_url.rstrip("/"), secret)
 
     app = provisioning.find_app(graph, args.app)
@@ -435,6 +472,26 @@ def _pause(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
+    from scim.admin.entra.rotation import rotate
+
+    tenant_url, vault = args.tenant_url, args.key_vault
+    if args.from_deployment:
+        outputs = _deployment_outputs(*args.from_deployment)
+        tenant_url, vault = outputs["tenantUrl"], vault or outputs.get("keyVaultName")
+    if not vault:
+        raise ProvisioningError("rotate needs --key-vault (or --from-deployment): where the endpoint reads its tokens")
+    graph, tokens = _graph(args, out, stdin, "rotate")
+    app = provisioning.require_app(graph, args.app)
+    job = provisioning.require_job(graph, app)
+    store = _key_vault(args, vault, tokens)
+    for token in store.tokens():
+        out.hide(token)
+    rotate(graph, app, job, tenant_url.rstrip("/"), store, say=out.line, hide=out.hide, wait=args.wait, poll=args.poll)
+    out.line("Rotated. Restart the function app (az functionapp restart) so it stops accepting the old token now.")
+    return 0
+
+
 def _read_secret(stdin: TextIO, prompt: str) -> str:
     """One line from stdin; at a terminal, asked for without echo."""
     value = getpass.getpass(prompt) if stdin.isatty() else stdin.readline()
@@ -444,27 +501,11 @@ def _read_secret(stdin: TextIO, prompt: str) -> str:
     return value
 
 
-def _token_from_key_vault(vault: str, name: str, scim_tenant: str | None) -> str:
-    """The newest plain token for ``scim_tenant`` in the endpoint's SCIM_BEARER_TOKENS secret
-    (``[tenant=]token,…``); hashed entries (``sha256:``) cannot be given to Entra."""
-    from scim.admin.entra.key_vault import read_secret
+def _key_vault(args: argparse.Namespace, vault: str, tokens: TokenSource) -> "KeyVaultTokens":
+    from scim.admin.entra.key_vault import KeyVaultTokens, SignInCredential
 
-    tokens = [token for tenant, token in split_tokens(read_secret(vault, name)) if tenant == scim_tenant]
-    plain = [token for token in tokens if not token.lower().startswith("sha256:")]
-    if not plain:
-        who = f"tenant {scim_tenant!r}" if scim_tenant else "the default tenant"
-        raise ProvisioningError(f"Key Vault {vault} secret {name} holds no plain token for {who}.")
-    return plain[-1]
-
-
-def split_tokens(raw: str) -> list[tuple[str | None, str]]:
-    entries: list[tuple[str | None, str]] = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        tenant, sep, token = item.partition("=")
-        entries.append((tenant, token) if sep and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tenant) else (None, item))
-    return entries
+    credential = SignInCredential(tokens.app_token) if args.key_vault_auth == "signin" else None
+    return KeyVaultTokens(vault, args.secret_name, args.scim_tenant, credential)
 
 
 def _deployment_outputs(group: str, deployment: str) -> dict[str, Any]:
@@ -508,4 +549,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output, TextIO], int]] = {
     "provision": _provision,
     "restart": _restart,
     "pause": _pause,
+    "rotate": _rotate,
 }

@@ -1,19 +1,93 @@
-"""The endpoint's bearer-token secret in Key Vault, read and written with the signed-in Azure identity
-(``DefaultAzureCredential``: az login, managed identity, or the AZURE_* environment of a CI job)."""
+"""The endpoint's bearer tokens in Key Vault (the ``SCIM_BEARER_TOKENS`` secret the Bicep deployment creates and the
+function app reads through a Key Vault reference): read the one to give Entra, add a new one, retire old ones.
+
+Signed in as ``DefaultAzureCredential`` (az login, managed identity, the AZURE_* variables of a CI job), or, with
+``--key-vault-auth signin``, as the same app-only identity the command uses for Graph."""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+HASHED_PREFIX = "sha256:"
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _client(vault: str):  # noqa: ANN202 (the SDK type is imported lazily, only when Key Vault is used)
-    from azure.identity import DefaultAzureCredential
-    from azure.keyvault.secrets import SecretClient
+def split_tokens(raw: str) -> list[tuple[str | None, str]]:
+    """``[tenant=]token,…`` as the endpoint parses SCIM_BEARER_TOKENS: (tenant or None for the default, token)."""
+    entries: list[tuple[str | None, str]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        tenant, sep, token = item.partition("=")
+        entries.append((tenant, token) if sep and _TENANT.fullmatch(tenant) else (None, item))
+    return entries
 
-    url = vault if vault.startswith("https://") else f"https://{vault}.vault.azure.net"
-    return SecretClient(url, DefaultAzureCredential())
+
+def join_tokens(entries: list[tuple[str | None, str]]) -> str:
+    return ",".join(token if tenant is None else f"{tenant}={token}" for tenant, token in entries)
 
 
-def read_secret(vault: str, name: str) -> str:
-    return str(_client(vault).get_secret(name).value or "")
+def plain_tokens(raw: str, tenant: str | None) -> list[str]:
+    """The tenant's tokens that can be given to Entra, oldest first; hashed entries (``sha256:``) cannot."""
+    return [token for who, token in split_tokens(raw) if who == tenant and not token.lower().startswith(HASHED_PREFIX)]
 
 
-def write_secret(vault: str, name: str, value: str) -> None:
-    """A new version of the secret; the app's unversioned Key Vault reference picks it up on restart."""
-    _client(vault).set_secret(name, value, content_type="SCIM bearer tokens")
+@dataclass
+class KeyVaultTokens:
+    """One tenant's tokens in the secret; every write is a new secret version, which the app's unversioned
+    reference picks up when it restarts (or within 24 hours)."""
+
+    vault: str
+    name: str
+    tenant: str | None
+    credential: Any = None  # an azure-core TokenCredential; DefaultAzureCredential when None
+
+    @property
+    def where(self) -> str:
+        return f"Key Vault {self.vault} secret {self.name}"
+
+    def tokens(self) -> list[str]:
+        return plain_tokens(self._read(), self.tenant)
+
+    def add(self, token: str) -> None:
+        entries = split_tokens(self._read())
+        self._write(join_tokens([*entries, (self.tenant, token)]))
+
+    def retire(self, tokens: list[str]) -> None:
+        gone = set(tokens)
+        entries = [
+            (who, token) for who, token in split_tokens(self._read()) if not (who == self.tenant and token in gone)
+        ]
+        self._write(join_tokens(entries))
+
+    def _client(self) -> Any:
+        from azure.keyvault.secrets import SecretClient
+
+        credential = self.credential
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        url = self.vault if self.vault.startswith("https://") else f"https://{self.vault}.vault.azure.net"
+        return SecretClient(url, credential)
+
+    def _read(self) -> str:
+        return str(self._client().get_secret(self.name).value or "")
+
+    def _write(self, value: str) -> None:
+        self._client().set_secret(self.name, value, content_type="SCIM bearer tokens")
+
+
+class SignInCredential:
+    """An azure-core TokenCredential over the command's own app-only msal sign-in, so that a CI job needs one
+    identity (granted Key Vault Secrets Officer on the vault) for Graph and Key Vault alike."""
+
+    def __init__(self, acquire: Callable[[str], tuple[str, int]]) -> None:
+        self._acquire = acquire
+
+    def get_token(self, *scopes: str, **_options: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        token, expires_on = self._acquire(scopes[0])
+        return AccessToken(token, expires_on)

@@ -7,6 +7,7 @@ App-only tokens are not written anywhere: a CI job asks again each run."""
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,16 @@ class TokenSource:
             raise SignInError(_describe(result))
         self._save_cache()
         return str(result["access_token"])
+
+    def app_token(self, scope: str) -> tuple[str, int]:
+        """An app-only token for another resource (Key Vault), with its expiry as a Unix time."""
+        if not self.options.app_only:
+            raise SignInError("--key-vault-auth signin needs an app-only sign-in (client secret or certificate).")
+        app: msal.ConfidentialClientApplication = self._app  # type: ignore[assignment]
+        result = app.acquire_token_for_client([scope]) or {}
+        if "access_token" not in result:
+            raise SignInError(_describe(result))
+        return str(result["access_token"]), int(time.time()) + int(result.get("expires_in", 0))
 
     def account(self) -> str | None:
         """Who the delegated sign-in is (``user@tenant``), or None for app-only."""

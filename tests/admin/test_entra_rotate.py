@@ -1,0 +1,93 @@
+"""``entra connect --key-vault`` and ``entra rotate`` against a Key Vault stand-in (reached through the real
+azure-keyvault-secrets client and its challenge authentication) and a real endpoint that reloads its tokens when the
+secret changes, as the function app does on restart."""
+
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.admin.conftest import Entra
+from tests.local_server import LocalServer
+from tests.standins.key_vault import KeyVault
+
+SECRET = "scim-bearer-tokens"
+
+
+@pytest.fixture
+def endpoint(azurite_connection_string: str) -> Iterator[LocalServer]:
+    server = LocalServer(azurite_connection_string, f"rot{secrets.token_hex(4)}")
+    server.start()
+    yield server
+    server.close()
+
+
+def reload_on_change(vault: KeyVault, server: LocalServer) -> None:
+    """The function app re-reading its Key Vault reference: restarted with the secret's new value."""
+
+    def restart(_name: str, value: str) -> None:
+        server.env["SCIM_BEARER_TOKENS"] = value
+        server.kill()
+        server.start()
+
+    vault.on_change = restart
+
+
+def accepted(server: LocalServer, token: str) -> bool:
+    response = httpx.get(f"{server.base_url}/Users", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return response.status_code == 200
+
+
+def vault_args(vault: KeyVault) -> tuple[str, ...]:
+    return ("--key-vault", vault.url, "--key-vault-auth", "signin")
+
+
+def test_connect_takes_the_token_from_key_vault(entra: Entra, vault: KeyVault, endpoint: LocalServer):
+    vault.versions[SECRET] = [f"sha256:{'0' * 64},{endpoint.token}"]
+    result = entra.run("connect", "--tenant-url", endpoint.base_url, *vault_args(vault))
+    assert result.code == 0, result.text
+    assert entra.graph.app("SCIM endpoint").secrets["SecretToken"] == endpoint.token
+    assert endpoint.token not in result.text
+    assert vault.requests == [f"GET /secrets/{SECRET}/"] * 2  # the challenge, then with the token
+
+
+def test_rotate_switches_entra_to_a_new_token_then_retires_the_old(
+    entra: Entra, vault: KeyVault, endpoint: LocalServer
+):
+    old = endpoint.token
+    vault.versions[SECRET] = [old]
+    assert entra.run("connect", "--tenant-url", endpoint.base_url, *vault_args(vault)).code == 0
+    reload_on_change(vault, endpoint)
+
+    result = entra.run("rotate", "--tenant-url", endpoint.base_url, *vault_args(vault), "--poll", "0.2")
+    assert result.code == 0, result.text
+    new = entra.graph.app("SCIM endpoint").secrets["SecretToken"]
+    assert new != old
+    assert vault.versions[SECRET] == [old, f"{old},{new}", new]  # add beside, then retire
+    assert accepted(endpoint, new) and not accepted(endpoint, old)
+    assert "Added a new token to Key Vault" in result.out
+    assert "Saved the new token in Entra; Test Connection with the saved credentials: OK" in result.out
+    assert "Retired 1 old token(s)" in result.out
+    assert old not in result.text and new not in result.text
+
+
+def test_rotate_withdraws_the_new_token_when_the_endpoint_never_accepts_it(
+    entra: Entra, vault: KeyVault, endpoint: LocalServer
+):
+    old = endpoint.token
+    vault.versions[SECRET] = [old]
+    assert entra.run("connect", "--tenant-url", endpoint.base_url, *vault_args(vault)).code == 0
+    # The function app is not restarted: it keeps accepting only the old token.
+    result = entra.run("rotate", "--tenant-url", endpoint.base_url, *vault_args(vault), "--wait", "1", "--poll", "0.3")
+    assert result.code == 1
+    assert "did not accept the new token within 1 s, so it was withdrawn and Entra keeps the old one" in result.err
+    assert vault.value(SECRET) == old
+    assert entra.graph.app("SCIM endpoint").secrets["SecretToken"] == old
+    assert accepted(endpoint, old)
+
+
+def test_rotate_needs_to_know_where_the_tokens_live(entra: Entra, endpoint: LocalServer):
+    result = entra.run("rotate", "--tenant-url", endpoint.base_url)
+    assert result.code == 1
+    assert "rotate needs --key-vault" in result.err
