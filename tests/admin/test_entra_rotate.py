@@ -3,6 +3,8 @@ azure-keyvault-secrets client and its challenge authentication) and a real endpo
 secret changes, as the function app does on restart."""
 
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -23,15 +25,24 @@ def endpoint(azurite_connection_string: str) -> Iterator[LocalServer]:
     server.close()
 
 
-def reload_on_change(vault: KeyVault, server: LocalServer) -> None:
-    """The function app re-reading its Key Vault reference: restarted with the secret's new value."""
+def reload_on_change(vault: KeyVault, server: LocalServer, delay: float) -> list[threading.Thread]:
+    """The function app re-reading its Key Vault reference a while after each new version: restarted with the
+    secret's new value. The threads doing it are returned, to be joined."""
+    lock, threads = threading.Lock(), []
 
-    def restart(_name: str, value: str) -> None:
-        server.env["SCIM_BEARER_TOKENS"] = value
-        server.kill()
-        server.start()
+    def restart(value: str) -> None:
+        time.sleep(delay)
+        with lock:
+            server.env["SCIM_BEARER_TOKENS"] = value
+            server.kill()
+            server.start()
 
-    vault.on_change = restart
+    def changed(_name: str, value: str) -> None:
+        threads.append(threading.Thread(target=restart, args=(value,)))
+        threads[-1].start()
+
+    vault.on_change = changed
+    return threads
 
 
 def accepted(server: LocalServer, token: str) -> bool:
@@ -58,10 +69,13 @@ def test_rotate_switches_entra_to_a_new_token_then_retires_the_old(
     old = endpoint.token
     vault.versions[SECRET] = [old]
     assert entra.run("connect", "--tenant-url", endpoint.base_url, *vault_args(vault)).code == 0
-    reload_on_change(vault, endpoint)
+    reloads = reload_on_change(vault, endpoint, delay=1.0)
 
-    result = entra.run("rotate", "--tenant-url", endpoint.base_url, *vault_args(vault), "--poll", "0.2")
+    result = entra.run("rotate", "--tenant-url", endpoint.base_url, *vault_args(vault), "--poll", "0.3")
     assert result.code == 0, result.text
+    for reload in reloads:
+        reload.join()
+    assert "The endpoint does not accept the new token yet; asking Entra again in 0.3 s" in result.out
     new = entra.graph.app("SCIM endpoint").secrets["SecretToken"]
     assert new != old
     assert vault.versions[SECRET] == [old, f"{old},{new}", new]  # add beside, then retire
