@@ -13,6 +13,7 @@ points at a resource that is not there. Table Storage's limits that Azurite does
 operations per transaction) are checked here.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -79,6 +80,7 @@ class TableStore:
         self._service = service
         self._table_name = table_name
         self._table: TableClient | None = None
+        self._table_checked: asyncio.Lock | None = None
         self._budget = request_budget
 
     @classmethod
@@ -124,13 +126,18 @@ class TableStore:
         return self._service.get_table_client(name)
 
     async def _client(self) -> TableClient:
-        """The table, created on first use by this process."""
-        if self._table is None:
-            try:
-                await self._run(lambda: self._service.create_table_if_not_exists(self._table_name))
-            except AzureError as exc:
-                raise StoreUnavailable() from exc
-            self._table = self._service.get_table_client(self._table_name)
+        """The table, created on first use by this process: once, even when a request's first calls run at once."""
+        if self._table is not None:
+            return self._table
+        if self._table_checked is None:
+            self._table_checked = asyncio.Lock()
+        async with self._table_checked:
+            if self._table is None:
+                try:
+                    await self._run(lambda: self._service.create_table_if_not_exists(self._table_name))
+                except AzureError as exc:
+                    raise StoreUnavailable() from exc
+                self._table = self._service.get_table_client(self._table_name)
         return self._table
 
     async def create(
@@ -469,8 +476,10 @@ class MembershipStore:
         self._store = store
 
     async def add(self, tenant: str, group_id: str, members: Sequence[Member]) -> None:
-        """Insert or refresh edges; adding a member already present changes nothing but its display."""
+        """Insert or refresh edges; adding a member already present changes nothing but its display. The
+        transactions touch disjoint rows, so they run at once."""
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
+        transactions = []
         for chunk in _chunks(members, self.EDGES_PER_TRANSACTION):
             operations: list[Any] = []
             for member in chunk:
@@ -487,18 +496,21 @@ class MembershipStore:
                     "groupId": group_id,
                 }
                 operations += [("upsert", forward), ("upsert", reverse)]
-            await self._store.transact(operations)
+            transactions.append(self._store.transact(operations))
+        await _settle_all(transactions)
 
     async def remove(self, tenant: str, edges: Sequence[tuple[str, str]]) -> None:
         """Delete (group, member) edges; an edge that is already gone is not an error."""
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
+        transactions = []
         for chunk in _chunks(edges, self.EDGES_PER_TRANSACTION):
             rows = [
                 row
                 for group_id, member_id in chunk
                 for row in (keys.member_row_key(group_id, member_id), keys.member_of_row_key(member_id, group_id))
             ]
-            await self._store.delete_rows(partition, rows)
+            transactions.append(self._store.delete_rows(partition, rows))
+        await _settle_all(transactions)
 
     async def member(self, tenant: str, group_id: str, member_id: str) -> Member | None:
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
@@ -535,6 +547,13 @@ class MembershipStore:
 
 def _member(entity: dict[str, Any]) -> Member:
     return Member(entity["memberId"], entity.get("memberType") or "User", entity.get("display") or None)
+
+
+async def _settle_all(transactions: list[Awaitable[Any]]) -> None:
+    """Run at once; once all have settled, raise the first failure (none is left running after its request)."""
+    for result in await asyncio.gather(*transactions, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -136,7 +136,8 @@ async def test_user_groups_attribute_and_cascade_on_user_delete(client: Client):
     first = await create_group(client, "First", [u1, u2])
     second = await create_group(client, "Second", [u1])
     user = (await client.call("GET", f"Users/{u1}")).document
-    assert sorted(g["display"] for g in user["groups"]) == ["First", "Second"]
+    assert sorted(g["value"] for g in user["groups"]) == sorted([first["id"], second["id"]])
+    assert all(g["type"] == "direct" and "display" not in g for g in user["groups"])  # README, Design notes
     assert (await client.call("DELETE", f"Users/{u1}")).status == 204
     assert await member_ids(client, first["id"]) == [u2]
     assert await member_ids(client, second["id"]) == []
@@ -191,19 +192,19 @@ async def test_adding_a_hundred_members_is_two_table_transactions(client: Client
         assert (await client.call("PATCH", f"Groups/{group['id']}", body)).status == 204
     line = json.loads(caplog.records[-1].getMessage())
     assert line["status"] == 204
-    assert line["writes"] == 3  # 100 memberships in 2 transactions of 50, then meta.version on the group row
+    assert line["writes"] == 3  # 100 memberships in 2 transactions of 50, and meta.version on the group row
 
 
 async def test_user_patch_and_put_responses_list_the_users_groups(client: Client):
     [user_id] = await users(client, 1)
-    await create_group(client, "Listed", [user_id])
+    listed = await create_group(client, "Listed", [user_id])
     patched = await client.call(
         "PATCH", f"Users/{user_id}", patch_body({"op": "replace", "path": "title", "value": "T"})
     )
-    assert [g["display"] for g in patched.document["groups"]] == ["Listed"]
+    assert [g["value"] for g in patched.document["groups"]] == [listed["id"]]
     body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "member0@example.com"}
     replaced = await client.call("PUT", f"Users/{user_id}", body)
-    assert [g["display"] for g in replaced.document["groups"]] == ["Listed"]
+    assert [g["value"] for g in replaced.document["groups"]] == [listed["id"]]
 
 
 async def test_concurrent_membership_patches_on_one_group_all_apply(client: Client):

@@ -106,104 +106,86 @@ def _match(name: str) -> dict[str, str]:
     return {"filter": f'userName eq "{name}"'}
 
 
-Case = tuple[str, Callable[[World], Awaitable[ScimResponse]], int, int, int]
-CASES: list[Case] = [
-    ("userName match, 0 groups", lambda w: w.client.call("GET", "Users", query=_match("loner@example.com")), 200, 3, 3),
-    (
-        "userName match, 50 groups",
-        lambda w: w.client.call("GET", "Users", query=_match("joiner@example.com")),
-        200,
-        53,
-        4,
-    ),
-    ("GET user, 0 groups", lambda w: w.client.call("GET", f"Users/{w.loner}"), 200, 2, 2),
-    ("GET user, 50 groups", lambda w: w.client.call("GET", f"Users/{w.joiner}"), 200, 52, 3),
-    (
-        "POST user",
-        lambda w: w.client.call("POST", "Users", {"schemas": [USER], "userName": "new@example.com"}),
-        201,
-        1,
-        1,
-    ),
-    (
-        "PATCH user active False",
-        lambda w: w.client.call(
-            "PATCH", f"Users/{w.loner}", patch_body({"op": "Replace", "path": "active", "value": "False"})
-        ),
-        200,
-        3,
-        3,
-    ),
-    (
-        "PUT user",
-        lambda w: w.client.call("PUT", f"Users/{w.loner}", {"schemas": [USER], "userName": "loner@example.com"}),
-        200,
-        3,
-        3,
-    ),
-    ("DELETE user, 0 groups", lambda w: w.client.call("DELETE", f"Users/{w.doomed_alone}"), 204, 4, 4),
-    ("DELETE user, 50 groups", lambda w: w.client.call("DELETE", f"Users/{w.doomed_member}"), 204, 5, 5),
-    (
-        "POST group, 100 members",
-        lambda w: w.client.call(
-            "POST", "Groups", {"schemas": [GROUP], "displayName": "New", "members": [{"value": m} for m in w.pool]}
-        ),
-        201,
-        103,
-        7,
-    ),
-    (
-        "PATCH group adding 100",
-        lambda w: w.client.call(
-            "PATCH", f"Groups/{w.empty}", patch_body({"op": "Add", "path": "members", "value": _values(w.pool)})
-        ),
-        204,
-        104,
-        8,
-    ),
-    (
-        "PATCH group removing 100",
-        lambda w: w.client.call(
-            "PATCH", f"Groups/{w.full}", patch_body({"op": "Remove", "path": "members", "value": _values(w.pool)})
-        ),
-        204,
-        4,
-        4,
-    ),
-    (
-        "membership check",
-        lambda w: w.client.call(
-            "GET",
-            "Groups",
-            query={"filter": f'id eq "{w.big}" and members[value eq "{w.pool[0]}"]', "excludedAttributes": "members"},
-        ),
-        200,
-        2,
-        2,
-    ),
-    (
-        "GET group without members",
-        lambda w: w.client.call("GET", f"Groups/{w.big}", query={"excludedAttributes": "members"}),
-        200,
-        1,
-        1,
-    ),
-]
+def _members(op: str, ids: list[str]) -> dict[str, Any]:
+    return patch_body({"op": op, "path": "members", "value": [{"value": i} for i in ids]})
 
 
-def _values(ids: list[str]) -> list[dict[str, str]]:
-    return [{"value": i} for i in ids]
+REQUESTS: dict[str, Callable[[World], tuple[str, str, Any, dict[str, str]]]] = {
+    "userName match, 0 groups": lambda w: ("GET", "Users", None, _match("loner@example.com")),
+    "userName match, 50 groups": lambda w: ("GET", "Users", None, _match("joiner@example.com")),
+    "GET user, 0 groups": lambda w: ("GET", f"Users/{w.loner}", None, {}),
+    "GET user, 50 groups": lambda w: ("GET", f"Users/{w.joiner}", None, {}),
+    "POST user": lambda w: ("POST", "Users", {"schemas": [USER], "userName": "new@example.com"}, {}),
+    "PATCH user active False": lambda w: (
+        "PATCH",
+        f"Users/{w.loner}",
+        patch_body({"op": "Replace", "path": "active", "value": "False"}),
+        {},
+    ),
+    "PUT user": lambda w: ("PUT", f"Users/{w.loner}", {"schemas": [USER], "userName": "loner@example.com"}, {}),
+    "DELETE user, 0 groups": lambda w: ("DELETE", f"Users/{w.doomed_alone}", None, {}),
+    "DELETE user, 50 groups": lambda w: ("DELETE", f"Users/{w.doomed_member}", None, {}),
+    "POST group, 100 members": lambda w: (
+        "POST",
+        "Groups",
+        {"schemas": [GROUP], "displayName": "New", "members": [{"value": m} for m in w.pool]},
+        {},
+    ),
+    "PATCH group adding 100": lambda w: ("PATCH", f"Groups/{w.empty}", _members("Add", w.pool), {}),
+    "PATCH group removing 100": lambda w: ("PATCH", f"Groups/{w.full}", _members("Remove", w.pool), {}),
+    "membership check": lambda w: (
+        "GET",
+        "Groups",
+        None,
+        {"filter": f'id eq "{w.big}" and members[value eq "{w.pool[0]}"]', "excludedAttributes": "members"},
+    ),
+    "GET group without members": lambda w: ("GET", f"Groups/{w.big}", None, {"excludedAttributes": "members"}),
+}
+
+EXPECTED: dict[str, tuple[int, int, int]] = {
+    # operation: (status, storage requests, sequential round trips); bench/README.md derives each minimum
+    "userName match, 0 groups": (200, 3, 2),  # index row, then the user row beside its membership range
+    "userName match, 50 groups": (200, 3, 2),  # the same: groups come from one range read, without display
+    "GET user, 0 groups": (200, 2, 1),
+    "GET user, 50 groups": (200, 2, 1),
+    "POST user": (201, 1, 1),
+    "PATCH user active False": (200, 3, 2),  # read beside the membership range, then the write
+    "PUT user": (200, 3, 2),
+    "DELETE user, 0 groups": (204, 4, 3),  # read + range, delete, range again (a membership that raced in)
+    "DELETE user, 50 groups": (204, 5, 4),  # ... and the 50 memberships (100 rows) removed before the user
+    "POST group, 100 members": (201, 103, 3),  # 100 member reads at once, the group, 2 membership transactions
+    # the group read and 100 member reads at once (101 calls: one waits for a pooled connection, README), then
+    # 2 membership transactions beside the group's lastModified
+    "PATCH group adding 100": (204, 104, 3),
+    "PATCH group removing 100": (204, 4, 2),
+    "membership check": (200, 2, 1),  # the group row beside the membership row
+    "GET group without members": (200, 1, 1),
+}
 
 
-@pytest.mark.parametrize(("name", "request_of", "status", "requests", "in_sequence"), CASES, ids=[c[0] for c in CASES])
-async def test_storage_round_trips(
-    proxy: TrafficProxy,
-    world: World,
-    name: str,
-    request_of: Callable[[World], Awaitable[ScimResponse]],
-    status: int,
-    requests: int,
-    in_sequence: int,
-):
-    traffic = await count(proxy, request_of(world), status)
+@pytest.mark.parametrize("name", list(EXPECTED))
+async def test_storage_round_trips(proxy: TrafficProxy, proxied_store: TableStore, world: World, name: str):
+    method, path, body, query = REQUESTS[name](world)
+    status, requests, in_sequence = EXPECTED[name]
+    await warm_connections(proxy, proxied_store)
+    traffic = await count(proxy, world.client.call(method, path, body, query), status)
     assert (traffic["requests"], traffic["sequential"]) == (requests, in_sequence), traffic
+
+
+async def test_requests_per_lookup_do_not_grow_with_the_users_groups(proxy: TrafficProxy, world: World):
+    alone = await count(proxy, world.client.call("GET", "Users", query=_match("loner@example.com")), 200)
+    member = await count(proxy, world.client.call("GET", "Users", query=_match("joiner@example.com")), 200)
+    assert alone["requests"] == member["requests"], (alone, member)
+    response = await world.client.call("GET", f"Users/{world.joiner}")
+    assert response.document is not None
+    assert len(response.document["groups"]) == GROUPS_OF_MEMBER
+
+
+async def warm_connections(proxy: TrafficProxy, store: TableStore) -> None:
+    """Open the client's pool of connections (100), as a warm instance has it: opening a connection is not a storage
+    request, but 100 opened at once can take longer than the delay on a busy machine."""
+    proxy.delay = DELAY / 5
+    try:
+        await asyncio.gather(*(store.point_read("warm", "warm") for _ in range(100)))
+    finally:
+        proxy.delay = 0
