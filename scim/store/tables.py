@@ -49,6 +49,10 @@ WRITES: ContextVar[list[int] | None] = ContextVar("scim_table_writes", default=N
 """Table write requests (transactions and single-row writes) made for the current request; the dispatcher logs it.
 A one-element list, so writes made in tasks the request spawns are counted too."""
 IF_NOT_MODIFIED = MatchConditions.IfNotModified
+TRANSACTIONS_AT_ONCE = 4
+"""Membership transactions of one request in flight together: Entra's batch of 100 members (2 transactions) is one
+round trip, while a 1,000-member PATCH does not put 2,000 rows at once on one partition (Table Storage's target is
+2,000 entities/s per partition) and an interrupted one leaves a prefix for the re-send to complete."""
 PAGE_SIZE = 500
 HEALTH_PARTITION = "health"
 """No tenant's partition: tenant partitions are ``<tenant>:<type>``."""
@@ -550,8 +554,15 @@ def _member(entity: dict[str, Any]) -> Member:
 
 
 async def _settle_all(transactions: list[Awaitable[Any]]) -> None:
-    """Run at once; once all have settled, raise the first failure (none is left running after its request)."""
-    for result in await asyncio.gather(*transactions, return_exceptions=True):
+    """Run :data:`TRANSACTIONS_AT_ONCE` at a time; once all have settled, raise the first failure (none is left
+    running after its request)."""
+    slots = asyncio.Semaphore(TRANSACTIONS_AT_ONCE)
+
+    async def run(transaction: Awaitable[Any]) -> Any:
+        async with slots:
+            return await transaction
+
+    for result in await asyncio.gather(*(run(t) for t in transactions), return_exceptions=True):
         if isinstance(result, BaseException):
             raise result
 
