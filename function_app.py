@@ -48,6 +48,15 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(body=response.body_bytes(), status_code=response.status, headers=response.all_headers())
 
 
+@app.route(route="oauth2/token", methods=ALL_METHODS)
+async def oauth2_token(req: func.HttpRequest) -> func.HttpResponse:
+    """OAuth 2.0 client credentials (and Workload Identity Federation) for Entra: the Token Endpoint it is given."""
+    body = req.get_body() or b""
+    request = ScimRequest(method=req.method, endpoint="oauth2/token", headers=dict(req.headers), body=body)
+    response = await shared_endpoint().token(request)
+    return func.HttpResponse(body=response.body_bytes(), status_code=response.status, headers=response.all_headers())
+
+
 @app.route(route=f"{BASE_PATH}/Users", methods=ALL_METHODS)
 async def users(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "Users")

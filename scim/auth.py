@@ -13,6 +13,7 @@ from scim.errors import unauthorized
 from scim.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily: PyJWT, cryptography and aiohttp cost ~150 ms of cold start, for JWT mode only
+    from scim.access_tokens import AccessTokens
     from scim.credential_directory import CredentialDirectory
     from scim.entra_tokens import EntraTokenValidator
 
@@ -28,10 +29,12 @@ class Authenticator:
         secret_digests: Sequence[tuple[str, bytes]],
         entra: "EntraTokenValidator | None" = None,
         directory: "CredentialDirectory | None" = None,
+        access_tokens: "AccessTokens | None" = None,
     ) -> None:
         self._secret_digests = tuple(secret_digests)
         self._entra = entra
         self._directory = directory
+        self._access_tokens = access_tokens
 
     @classmethod
     def from_settings(cls, settings: Settings, directory: "CredentialDirectory | None" = None) -> "Authenticator":
@@ -47,12 +50,19 @@ class Authenticator:
                 settings.entra_metadata_url,
                 settings.entra_app_ids,
             )
-        return cls(settings.secret_digests, entra, directory)
+        access_tokens = None
+        if settings.token_signing_keys:
+            from scim.access_tokens import AccessTokens
+
+            access_tokens = AccessTokens(settings.token_signing_keys, settings.access_token_minutes)
+        return cls(settings.secret_digests, entra, directory, access_tokens)
 
     async def authenticate(self, authorization: str | None) -> str:
         """The tenant the request's bearer token belongs to, or a 401 that does not say which check failed.
 
-        A JWT-shaped token is accepted by the shared-secret path only if it literally is a configured secret.
+        A JWT-shaped token is accepted by the shared-secret path only if it literally is a configured secret. An
+        HS256 token whose ``kid`` is one of our signing keys is one of our access tokens (``/oauth2/token``) and
+        never goes to Entra-token validation, which accepts RS256 only.
         """
         presented = bearer_token(authorization)
         tenant = match_secret(presented, self._secret_digests)
@@ -63,6 +73,11 @@ class Authenticator:
             if tenant is not None:
                 return tenant
             raise unauthorized()
+        if self._access_tokens is not None and self._access_tokens.owns(presented):
+            grant = self._access_tokens.verify(presented)
+            if self._directory is not None and await self._directory.grants(grant.tenant, grant.client_id):
+                return grant.tenant
+            raise unauthorized()  # a revoked client's token, or no directory to tell whether it was revoked
         if self._entra is not None and looks_like_jwt(presented):
             return await self._entra.validate(presented)
         raise unauthorized()

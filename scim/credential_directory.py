@@ -145,11 +145,14 @@ class CredentialDirectory:
         return credential
 
     async def _touch(self, credential: Credential) -> None:
-        """Best effort: a failed ``lastUsed`` write never fails the request."""
         now = self._clock()
         if now - self._touched.get(credential.key, float("-inf")) < TOUCH_INTERVAL_SECONDS:
             return
         self._touched[credential.key] = now
+        await self.record_use(credential)
+
+    async def record_use(self, credential: Credential) -> None:
+        """Best effort: a failed ``lastUsed`` write never fails the request."""
         try:
             with retries.request_budget(REFRESH_BUDGET_SECONDS):
                 await self.store.touch(credential, self._now())

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scim import errors
 from scim.auth import Authenticator
@@ -26,6 +26,9 @@ from scim.store.contract import StoreError
 from scim.store.credentials import CredentialStore
 from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
+
+if TYPE_CHECKING:
+    from scim.token_endpoint import TokenEndpoint
 
 ResourceService = UserService | GroupService
 
@@ -57,6 +60,7 @@ class ScimEndpoint:
         self.groups = GroupService(store, members, settings.undeclared_extensions)
         self.credentials = CredentialDirectory(CredentialStore(store))
         self.authenticator = Authenticator.from_settings(settings, self.credentials)
+        self._token_endpoint: TokenEndpoint | None = None
         self._health: tuple[float, bool] | None = None
 
     async def health(self) -> ScimResponse:
@@ -65,6 +69,17 @@ class ScimEndpoint:
         if self._health is None or now - self._health[0] > HEALTH_CACHE_SECONDS:
             self._health = (now, await self.store.reachable(HEALTH_BUDGET_SECONDS))
         return health_response(self._health[1])
+
+    async def token(self, request: ScimRequest) -> ScimResponse:
+        """``POST /oauth2/token``; built on first use (its modules load only where OAuth is used)."""
+        if self._token_endpoint is None:
+            if not self.settings.token_signing_keys:
+                body = {"error": "invalid_request", "error_description": "The token endpoint is off"}
+                return ScimResponse(404, body, {"Cache-Control": "no-store", "Content-Type": "application/json"})
+            from scim.token_endpoint import build_token_endpoint
+
+            self._token_endpoint = build_token_endpoint(self.settings, self.credentials)
+        return await self._token_endpoint.handle(request)
 
     async def handle(self, request: ScimRequest) -> ScimResponse:
         started = time.perf_counter()
@@ -171,6 +186,11 @@ class UnconfiguredEndpoint:
 
     async def health(self) -> ScimResponse:
         return health_response(False)
+
+    async def token(self, request: ScimRequest) -> ScimResponse:
+        log.error("refusing a token request: %s", self.problem)
+        body = {"error": "temporarily_unavailable", "error_description": "The endpoint is not configured"}
+        return ScimResponse(503, body, {"Cache-Control": "no-store", "Content-Type": "application/json"})
 
 
 _shared: ScimEndpoint | UnconfiguredEndpoint | None = None

@@ -26,6 +26,10 @@ DEFAULT_ENTRA_METADATA_URL = "https://login.microsoftonline.com/{tenant}/.well-k
 # matters because the legacy audience above is Azure AD Graph: any user or app in a configured tenant could get a
 # token for it, and without this pin that token would be a SCIM credential for the whole tenant.
 DEFAULT_ENTRA_APP_IDS = ("00000014-0000-0000-c000-000000000000",)
+# Entra's v2 OpenID metadata: the keys that sign Workload Identity Federation client assertions (issuer .../v2.0).
+DEFAULT_WIF_METADATA_URL = "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"
+MIN_SIGNING_KEY_LENGTH = 32
+ACCESS_TOKEN_MINUTES = (60, 360)
 
 
 class ConfigurationError(RuntimeError):
@@ -76,6 +80,9 @@ class Settings:
     undeclared_extensions: str = "keep"
     """``keep`` stores attributes of extension schemas nothing declares (Entra's custom attributes); ``reject``
     answers 400 naming them. Never a silent drop."""
+    token_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    access_token_minutes: int = 60
+    wif_metadata_url: str = DEFAULT_WIF_METADATA_URL
     secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +103,9 @@ class Settings:
             entra_metadata_url=(env.get("SCIM_ENTRA_METADATA_URL") or "").strip() or DEFAULT_ENTRA_METADATA_URL,
             entra_app_ids=_split(env.get("SCIM_ENTRA_APP_IDS", "")) or DEFAULT_ENTRA_APP_IDS,
             undeclared_extensions=(env.get("SCIM_UNDECLARED_EXTENSIONS") or "keep").strip().lower(),
+            token_signing_keys=parse_signing_keys(env.get("SCIM_TOKEN_SIGNING_KEYS", "")),
+            access_token_minutes=parse_minutes(env.get("SCIM_ACCESS_TOKEN_MINUTES", "")),
+            wif_metadata_url=(env.get("SCIM_WIF_METADATA_URL") or "").strip() or DEFAULT_WIF_METADATA_URL,
         )
         settings.check()
         return settings
@@ -107,11 +117,16 @@ class Settings:
 
     def check(self) -> None:
         """Refuse settings that would leave the endpoint open or pointing nowhere."""
-        if not self.bearer_tokens and not self.entra_tenant_ids:
+        if not self.bearer_tokens and not self.entra_tenant_ids and not self.token_signing_keys:
             raise ConfigurationError(
-                "SCIM_BEARER_TOKENS and SCIM_ENTRA_TENANT_IDS are both empty: the endpoint refuses every request "
-                "until one of them is set"
+                "SCIM_BEARER_TOKENS, SCIM_ENTRA_TENANT_IDS and SCIM_TOKEN_SIGNING_KEYS are all empty: the endpoint "
+                "refuses every request until one of them is set"
             )
+        low, high = ACCESS_TOKEN_MINUTES
+        if not low <= self.access_token_minutes <= high:
+            raise ConfigurationError(f"SCIM_ACCESS_TOKEN_MINUTES must be between {low} and {high}")
+        if self.token_signing_keys:
+            check_metadata_url(self.wif_metadata_url, "SCIM_WIF_METADATA_URL")
         StorageSettings(self.storage_connection_string, self.storage_table_uri, self.table_prefix).check()
         if self.undeclared_extensions not in ("keep", "reject"):
             raise ConfigurationError("SCIM_UNDECLARED_EXTENSIONS must be keep or reject")
@@ -179,15 +194,33 @@ def parse_tenant_ids(raw: str) -> tuple[str, ...]:
     return tuple(tenant_ids)
 
 
-def check_metadata_url(template: str) -> None:
+def check_metadata_url(template: str, setting: str = "SCIM_ENTRA_METADATA_URL") -> None:
     """The metadata URL decides whose keys sign valid tokens, so it must be HTTPS (plain HTTP only on loopback,
     for tests) and name the tenant."""
     if "{tenant}" not in template:
-        raise ConfigurationError("SCIM_ENTRA_METADATA_URL must contain {tenant}")
+        raise ConfigurationError(f"{setting} must contain {{tenant}}")
     parts = urlsplit(template.replace("{tenant}", "tenant"))
     loopback_http = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
     if not parts.hostname or not (parts.scheme == "https" or loopback_http):
-        raise ConfigurationError("SCIM_ENTRA_METADATA_URL must be an https:// URL")
+        raise ConfigurationError(f"{setting} must be an https:// URL")
+
+
+def parse_signing_keys(raw: str) -> tuple[str, ...]:
+    """Comma-separated keys for the access tokens of ``/oauth2/token``; the first signs, all verify (rotation)."""
+    if _KEY_VAULT_REFERENCE in raw.lower():
+        raise ConfigurationError("SCIM_TOKEN_SIGNING_KEYS holds an unresolved Key Vault reference")
+    keys = _split(raw)
+    if any(len(key) < MIN_SIGNING_KEY_LENGTH for key in keys):
+        raise ConfigurationError(f"each SCIM_TOKEN_SIGNING_KEYS key must be {MIN_SIGNING_KEY_LENGTH}+ characters long")
+    return keys
+
+
+def parse_minutes(raw: str) -> int:
+    if not raw.strip():
+        return ACCESS_TOKEN_MINUTES[0]
+    if not re.fullmatch(r"[0-9]{1,4}", raw.strip()):
+        raise ConfigurationError("SCIM_ACCESS_TOKEN_MINUTES must be a whole number of minutes")
+    return int(raw.strip())
 
 
 def _split(raw: str) -> tuple[str, ...]:
