@@ -40,6 +40,23 @@ param writeScimBearerTokenSecret bool = true
 @description('Name of the Key Vault secret holding the SCIM bearer token(s).')
 param scimTokenSecretName string = 'scim-bearer-tokens'
 
+// --- OAuth 2.0 token endpoint (client credentials, Workload Identity Federation) ------------------------------------
+
+@secure()
+@description('Do not set. Signing key of the access tokens /oauth2/token issues (three newGuid() values, about 366 random bits, 108 characters), stored in Key Vault; newGuid() is only allowed in a parameter default.')
+param generatedTokenSigningKey string = '${newGuid()}${newGuid()}${newGuid()}'
+
+@description('Write a new signing key into Key Vault on this deployment. Set to false on re-deployments to keep the key(s) already there (a new key invalidates access tokens Entra holds; Entra simply requests new ones).')
+param writeTokenSigningKeySecret bool = true
+
+@description('Name of the Key Vault secret holding the token signing key(s) (SCIM_TOKEN_SIGNING_KEYS; comma-separated during a rotation, the first signs).')
+param tokenSigningKeySecretName string = 'scim-token-signing-keys'
+
+@description('Lifetime of the access tokens /oauth2/token issues, in minutes (SCIM_ACCESS_TOKEN_MINUTES; Microsoft gallery rule: 60 to 360).')
+@minValue(60)
+@maxValue(360)
+param accessTokenMinutes int = 60
+
 // --- App settings read by the SCIM app -----------------------------------------------------------------------------
 
 @description('Prefix of the Azure Table names the app creates on first use (SCIM_TABLE_PREFIX): a letter, then up to 39 letters or digits.')
@@ -169,6 +186,9 @@ module keyVault 'modules/keyvault.bicep' = {
     secretName: scimTokenSecretName
     secretValue: empty(scimBearerToken) ? generatedScimBearerToken : scimBearerToken
     writeSecret: writeScimBearerTokenSecret
+    signingKeySecretName: tokenSigningKeySecretName
+    signingKeyValue: generatedTokenSigningKey
+    writeSigningKeySecret: writeTokenSigningKeySecret
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
@@ -216,6 +236,8 @@ module appSettings 'modules/appsettings.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: keyVault.outputs.name
     scimTokenSecretName: scimTokenSecretName
+    tokenSigningKeySecretName: tokenSigningKeySecretName
+    accessTokenMinutes: accessTokenMinutes
     scimTablePrefix: scimTablePrefix
     scimEntraTenantIds: scimEntraTenantIds
   }
@@ -227,9 +249,12 @@ module appSettings 'modules/appsettings.bicep' = {
 
 @description('Paste this into Entra: Enterprise app > Provisioning > Admin credentials > Tenant URL.')
 output tenantUrl string = 'https://${functionApp.outputs.defaultHostName}/scim/v2'
+@description('OAuth 2.0 client credentials / Workload Identity Federation: Entra\'s "OAuth token endpoint" / "Token Endpoint".')
+output tokenEndpoint string = 'https://${functionApp.outputs.defaultHostName}/oauth2/token'
 output functionAppName string = functionApp.outputs.name
 output storageAccountName string = storage.outputs.name
 output keyVaultName string = keyVault.outputs.name
 output scimTokenSecretName string = scimTokenSecretName
+output tokenSigningKeySecretName string = tokenSigningKeySecretName
 output appInsightsName string = monitoring.outputs.appInsightsName
 output logAnalyticsWorkspaceName string = monitoring.outputs.logAnalyticsName

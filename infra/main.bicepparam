@@ -13,6 +13,10 @@ param scimBearerToken = readEnvironmentVariable('SCIM_BEARER_TOKEN', '')
 // Re-deployments: pass -p writeScimBearerTokenSecret=false to keep the token already stored in Key Vault.
 param writeScimBearerTokenSecret = true
 
+// Token endpoint: re-deployments pass -p writeTokenSigningKeySecret=false to keep the signing key(s) in Key Vault.
+param writeTokenSigningKeySecret = true
+param accessTokenMinutes = 60
+
 param scimTablePrefix = 'scim'
 param scimEntraTenantIds = ''
 

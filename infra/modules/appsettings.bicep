@@ -17,6 +17,8 @@ param tableEndpoint string
 param appInsightsName string
 param keyVaultName string
 param scimTokenSecretName string
+param tokenSigningKeySecretName string
+param accessTokenMinutes int
 param scimTablePrefix string
 param scimEntraTenantIds string
 
@@ -42,5 +44,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCIM_BEARER_TOKENS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${scimTokenSecretName})'
     SCIM_TABLE_PREFIX: scimTablePrefix
     SCIM_ENTRA_TENANT_IDS: scimEntraTenantIds
+    // The token endpoint (/oauth2/token): its signing key(s) from Key Vault, and the access-token lifetime.
+    SCIM_TOKEN_SIGNING_KEYS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${tokenSigningKeySecretName})'
+    SCIM_ACCESS_TOKEN_MINUTES: string(accessTokenMinutes)
   }
 }

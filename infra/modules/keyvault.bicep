@@ -1,4 +1,4 @@
-// Key Vault in RBAC mode holding the SCIM bearer token(s). The function app reads the secret through a Key Vault
+// Key Vault in RBAC mode holding the SCIM bearer token(s) and the access-token signing key(s). The function app reads the secret through a Key Vault
 // reference (its system identity gets Key Vault Secrets User in roleassignments.bicep). Audit events go to Log Analytics.
 //
 // Network: Flex Consumption cannot resolve Key Vault references against a network-restricted vault unless the app is
@@ -11,10 +11,15 @@ param keyVaultName string
 param softDeleteRetentionInDays int
 param secretName string
 param writeSecret bool
+param signingKeySecretName string
+param writeSigningKeySecret bool
 param logAnalyticsWorkspaceId string
 
 @secure()
 param secretValue string
+
+@secure()
+param signingKeyValue string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: keyVaultName
@@ -50,6 +55,15 @@ resource scimTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (wr
   }
 }
 
+resource tokenSigningKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (writeSigningKeySecret) {
+  parent: vault
+  name: signingKeySecretName
+  properties: {
+    value: signingKeyValue
+    contentType: 'text/plain; comma-separated access-token signing keys, the first signs'
+  }
+}
+
 resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-log-analytics'
   scope: vault
@@ -67,3 +81,4 @@ resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
 output name string = vault.name
 output id string = vault.id
 output secretName string = secretName
+output signingKeySecretName string = signingKeySecretName

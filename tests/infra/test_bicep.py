@@ -79,6 +79,8 @@ REQUIRED_APP_SETTINGS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "SCIM_STORAGE_TABLE_URI",
     "SCIM_BEARER_TOKENS",
+    "SCIM_TOKEN_SIGNING_KEYS",
+    "SCIM_ACCESS_TOKEN_MINUTES",
     "SCIM_TABLE_PREFIX",
     "SCIM_ENTRA_TENANT_IDS",
 }
@@ -100,6 +102,7 @@ FORBIDDEN_APP_SETTINGS = {
 
 EXPECTED_OUTPUTS = {
     "tenantUrl",
+    "tokenEndpoint",
     "functionAppName",
     "storageAccountName",
     "keyVaultName",
@@ -760,17 +763,8 @@ def check_app_settings(infra: Infra) -> None:
     assert not forbidden, f"app settings that must not be set (Flex-deprecated or key-based): {forbidden}"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
 
-    kv_ref = settings["SCIM_BEARER_TOKENS"]
-    m = re.fullmatch(r"'@Microsoft\.KeyVault\(VaultName=\$\{(\w+)\};SecretName=\$\{(\w+)\}\)'", text_of(kv_ref))
-    assert m, f"SCIM_BEARER_TOKENS must be a Key Vault reference, got {text_of(kv_ref)}"
-    vault_passed = infra.passed(bf, m.group(1))
-    assert isinstance(vault_passed, Expr) and re.fullmatch(r"\w+\.outputs\.name", vault_passed.text), "VaultName"
-    vault_file = infra.module_file(infra.main.modules[vault_passed.text.split(".")[0]])
-    assert any(d.resource_type == "Microsoft.KeyVault/vaults" for d in vault_file.resources.values()), "VaultName"
-    kv_bf, secret = infra.one("Microsoft.KeyVault/vaults/secrets")
-    ref_secret = infra.resolve(bf, ident(m.group(2)))
-    written = infra.resolve(kv_bf, get(secret.value, "name"))
-    assert isinstance(written, str) and ref_secret == written, f"KV reference {ref_secret!r} != secret {written!r}"
+    for setting in ("SCIM_BEARER_TOKENS", "SCIM_TOKEN_SIGNING_KEYS"):
+        check_key_vault_reference(infra, bf, setting, settings[setting])
 
     uri_text = text_of(infra.follow(bf, settings["SCIM_STORAGE_TABLE_URI"])[1])
     assert ".table." in uri_text and not uri_text.rstrip("'").endswith("/"), (
@@ -783,6 +777,23 @@ def check_app_settings(infra: Infra) -> None:
         }
         depends = set(identifiers(call.value_node)) if "dependsOn" in call.value else set()
         assert roles_modules and roles_modules <= depends, "the app settings module must dependOn the role assignments"
+
+
+def check_key_vault_reference(infra: Infra, bf: BicepFile, setting: str, kv_ref: Any) -> None:
+    """The setting is a Key Vault reference to this deployment's vault and to a secret the deployment writes."""
+    m = re.fullmatch(r"'@Microsoft\.KeyVault\(VaultName=\$\{(\w+)\};SecretName=\$\{(\w+)\}\)'", text_of(kv_ref))
+    assert m, f"{setting} must be a Key Vault reference, got {text_of(kv_ref)}"
+    vault_passed = infra.passed(bf, m.group(1))
+    assert isinstance(vault_passed, Expr) and re.fullmatch(r"\w+\.outputs\.name", vault_passed.text), "VaultName"
+    vault_file = infra.module_file(infra.main.modules[vault_passed.text.split(".")[0]])
+    assert any(d.resource_type == "Microsoft.KeyVault/vaults" for d in vault_file.resources.values()), "VaultName"
+    ref_secret = infra.resolve(bf, ident(m.group(2)))
+    written = {infra.resolve(kv_bf, get(secret.value, "name")) for kv_bf, secret in key_vault_secrets(infra)}
+    assert isinstance(ref_secret, str) and ref_secret in written, f"{setting}: no secret {ref_secret!r} in {written}"
+
+
+def key_vault_secrets(infra: Infra) -> list[tuple[BicepFile, Decl]]:
+    return infra.resources("Microsoft.KeyVault/vaults/secrets")
 
 
 def _types(infra: Infra, call: Decl) -> set[str]:
@@ -808,11 +819,16 @@ def check_key_vault(infra: Infra) -> None:
     assert get(props, "enableRbacAuthorization") is True
     assert get(props, "enableSoftDelete") is True
     assert get(props, "enablePurgeProtection") is True
-    sbf, secret = infra.one("Microsoft.KeyVault/vaults/secrets")
-    value = get(secret.value, "properties.value")
-    assert isinstance(value, Expr) and value.text in sbf.secure_params(), "the secret value must be a @secure() param"
-    passed = infra.passed(sbf, value.text)
-    assert isinstance(passed, Expr) and "scimBearerToken" in set(identifiers(passed.node)), "secret <- scimBearerToken"
+    secrets = key_vault_secrets(infra)
+    assert len(secrets) == 2, "two Key Vault secrets: the bearer token(s) and the token signing key(s)"
+    sources = set()
+    for sbf, secret in secrets:
+        value = get(secret.value, "properties.value")
+        assert isinstance(value, Expr) and value.text in sbf.secure_params(), "a secret value must be a @secure() param"
+        passed = infra.passed(sbf, value.text)
+        assert isinstance(passed, Expr)
+        sources |= set(identifiers(passed.node))
+    assert {"scimBearerToken", "generatedTokenSigningKey"} <= sources, "secrets <- scimBearerToken, generated key"
 
 
 def check_secure_params(infra: Infra) -> None:
@@ -849,6 +865,9 @@ def check_outputs(infra: Infra) -> None:
     assert m, f"tenantUrl must be https://<defaultHostName>/scim/v2, got {tenant}"
     host = infra.module_file(infra.main.modules[m.group(1)]).outputs[m.group(2)]
     assert re.fullmatch(r"\w+\.properties\.defaultHostName", text_of(host.value)), "tenantUrl host: defaultHostName"
+    token = text_of(infra.main.outputs["tokenEndpoint"].value)
+    expected = tenant.replace("/scim/v2", "/oauth2/token")
+    assert token == expected, f"tokenEndpoint must be https://<defaultHostName>/oauth2/token, got {token}"
 
 
 def check_no_secret_outputs(infra: Infra) -> None:
