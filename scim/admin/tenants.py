@@ -32,7 +32,7 @@ from scim.credentials import (
     utc_now,
 )
 from scim.settings import ConfigurationError, StorageSettings
-from scim.store.credentials import CredentialStore
+from scim.store.credentials import CredentialExists, CredentialStore
 from scim.store.tables import TableStore
 from scim.store.tenant_data import delete_tenant_data
 
@@ -182,7 +182,10 @@ class TenantAdmin:
             subject=subject,
             audience=audience,
         )
-        await self.credentials.insert(federation)
+        try:
+            await self.credentials.insert(federation)
+        except CredentialExists:
+            raise AdminError(f"the client id {client_id} is taken; choose another or revoke it first") from None
         return federation
 
     async def revoke(self, credential_id: str) -> list[str]:

@@ -25,7 +25,7 @@ from azure.data.tables.aio import TableClient
 
 from scim.credentials import Credential
 from scim.store import retries
-from scim.store.contract import StoreUnavailable
+from scim.store.contract import StoreError, StoreUnavailable
 from scim.store.tables import TableStore
 
 TABLE_SUFFIX = "Credentials"
@@ -33,6 +33,10 @@ CREDENTIAL_PARTITION = "credential"
 ASSERTION_PARTITION = "assertion"
 TENANT_PREFIX = "tenant:"
 _FORBIDDEN_KEY_CHARACTERS = set("/\\#?") | {chr(code) for code in range(0x20)} | {chr(0x7F)}
+
+
+class CredentialExists(StoreError):
+    """A credential with this id (a client id the admin chose) is stored already."""
 
 
 class CredentialStore:
@@ -87,7 +91,10 @@ class CredentialStore:
         """A new row; an id that exists already fails (ids are random, client ids the admin's choice)."""
         table = await self._client()
         entity = _entity(credential)
-        await self._run(lambda: table.create_entity(entity))
+        try:
+            await self._run(lambda: table.create_entity(entity))
+        except ResourceExistsError:
+            raise CredentialExists(credential.key) from None
 
     async def upsert(self, credential: Credential) -> None:
         table = await self._client()

@@ -212,6 +212,13 @@ async def test_the_admin_api_refuses_what_it_cannot_do(admin):
     with pytest.raises(AdminError, match="three years"):
         await admin.create_secret(name, expires=utc_now() + timedelta(days=1200))
     assert await admin.revoke("no-such-id") == []
+    federation = await admin.federate(name, "ce5f061f-0000-4000-8000-000000000001", "sub", "api://x")
+    with pytest.raises(AdminError, match="taken"):
+        await admin.federate(
+            name, "ce5f061f-0000-4000-8000-000000000001", "sub", "api://x", client_id=federation.credential_id
+        )
+    with pytest.raises(AdminError, match="GUID"):
+        await admin.federate(name, "not-a-guid", "sub", "api://x")
 
 
 async def test_removing_a_tenant_revokes_its_credentials_and_optionally_deletes_only_its_data(store, admin):
