@@ -81,6 +81,12 @@ class ScimEndpoint:
             self._token_endpoint = build_token_endpoint(self.settings, self.credentials)
         return await self._token_endpoint.handle(request)
 
+    async def close_token_checks(self) -> None:
+        """Close the HTTP sessions that token checks opened to fetch signing keys (the store has its own owner)."""
+        await self.authenticator.close()
+        if self._token_endpoint is not None:
+            await self._token_endpoint.close()
+
     async def handle(self, request: ScimRequest) -> ScimResponse:
         started = time.perf_counter()
         writes = [0]

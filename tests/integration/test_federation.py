@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -86,11 +87,15 @@ async def federate(store: TableStore, entra_tenant: str = TENANT_A) -> Credentia
 
 
 @pytest.fixture
-async def wif(store: TableStore, key_server: KeyServer) -> Wif:
+async def wif(store: TableStore, key_server: KeyServer) -> AsyncIterator[Wif]:
     settings = Settings("unused", None, token_signing_keys=("k" * 40,), wif_metadata_url=key_server.metadata_url)
     settings.check()
     federation = await federate(store)
-    return Wif(ScimEndpoint(settings, store), federation)
+    endpoint = ScimEndpoint(settings, store)
+    try:
+        yield Wif(endpoint, federation)
+    finally:
+        await endpoint.close_token_checks()
 
 
 def assert_invalid_client(response: ScimResponse) -> None:
@@ -132,7 +137,14 @@ async def test_a_replay_is_refused_by_another_instance_too(wif, store):
     presented = assertion()
     assert (await wif.token(presented)).status == 200
     other_instance = ScimEndpoint(wif.endpoint.settings, store)
-    assert_invalid_client(await Wif(other_instance, wif.federation).token(presented))
+    try:
+        assert_invalid_client(await Wif(other_instance, wif.federation).token(presented))
+    finally:
+        await other_instance.close_token_checks()
+
+
+def expired(now: int) -> dict[str, int]:
+    return {"exp": now - 120, "iat": now - 4000, "nbf": now - 4000}
 
 
 @pytest.mark.parametrize(
@@ -144,14 +156,16 @@ async def test_a_replay_is_refused_by_another_instance_too(wif, store):
         {"sub": "someone-else"},
         {"aud": "api://another-app"},
         {"aud": None},
-        {"exp": int(time.time()) - 120, "iat": int(time.time()) - 4000, "nbf": int(time.time()) - 4000},
-        {"nbf": int(time.time()) + 120},
+        expired,
+        lambda now: {"nbf": now + 120},
         {"exp": None},
         {"exp": "tomorrow"},
     ],
 )
 async def test_a_wrong_claim_is_refused(wif, overrides):
-    assert_invalid_client(await wif.token(assertion(**overrides)))
+    """Times are computed when the test runs (relative to now), not when the suite is collected."""
+    claims = overrides(int(time.time())) if callable(overrides) else overrides
+    assert_invalid_client(await wif.token(assertion(**claims)))
 
 
 async def test_expiry_within_the_leeway_is_accepted(wif):
