@@ -240,4 +240,3 @@ def _checked_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
     if not checked or not all(SCOPE_TOKEN.fullmatch(scope) for scope in checked):
         raise AdminError("scopes are one or more RFC 6749 scope tokens (printable ASCII, no spaces or quotes)")
     return checked
-

@@ -2,6 +2,7 @@
 azure-keyvault-secrets client and its challenge authentication) and a real endpoint that reloads its tokens when the
 secret changes, as the function app does on restart."""
 
+import asyncio
 import secrets
 import threading
 import time
@@ -104,4 +105,46 @@ def test_rotate_withdraws_the_new_token_when_the_endpoint_never_accepts_it(
 def test_rotate_needs_to_know_where_the_tokens_live(entra: Entra, endpoint: LocalServer):
     result = entra.run("rotate", "--tenant-url", endpoint.base_url)
     assert result.code == 1
-    assert "rotate needs --key-vault" in result.err
+    assert "rotate needs to know where the endpoint reads its tokens" in result.err
+
+
+def test_rotate_a_stored_tenant_secret_without_restarting_the_endpoint(
+    entra: Entra, endpoint: LocalServer, azurite_connection_string: str, monkeypatch
+):
+    """Credentials kept with python -m scim tenants: the endpoint takes a new secret within 30 s, with no restart."""
+    from scim.admin.tenants import TenantAdmin
+
+    monkeypatch.setenv("SCIM_STORAGE_CONNECTION_STRING", azurite_connection_string)
+    monkeypatch.setenv("SCIM_TABLE_PREFIX", endpoint.env["SCIM_TABLE_PREFIX"])
+
+    async def first_secret() -> str:
+        async with TenantAdmin.from_environment() as admin:
+            await admin.add_tenant("acme")
+            return (await admin.create_secret("acme")).secret
+
+    async def bearer_ids() -> list[str]:
+        async with TenantAdmin.from_environment() as admin:
+            (acme,) = [t for t in await admin.list_tenants() if t.name == "acme"]
+            return [c.credential_id for c in acme.credentials if c.kind == "secret"]
+
+    old = asyncio.run(first_secret())
+    (old_id,) = asyncio.run(bearer_ids())
+    deadline = time.monotonic() + 40
+    while not accepted(endpoint, old):  # the endpoint reads stored credentials at most every 30 s
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert entra.connect(endpoint.base_url, old).code == 0
+
+    result = entra.run("rotate", "--tenant-url", endpoint.base_url, "--stored-tenant", "acme", "--poll", "1")
+    assert result.code == 0, result.text
+    new = entra.graph.app("SCIM endpoint").secrets["SecretToken"]
+    assert new != old and accepted(endpoint, new)
+    (new_id,) = asyncio.run(bearer_ids())
+    assert new_id != old_id
+    assert (
+        "Added a new token to the endpoint's stored credentials of tenant acme (1 old token(s) still accepted)"
+        in result.out
+    )
+    assert "Retired 1 old token(s)" in result.out
+    assert "The endpoint stops accepting the old secret within 30 s." in result.out
+    assert old not in result.text and new not in result.text

@@ -157,7 +157,14 @@ def parser() -> argparse.ArgumentParser:
         metavar=("RG", "DEPLOYMENT"),
         help="read tenantUrl and keyVaultName from the Bicep deployment's outputs (az CLI)",
     )
-    rotate.add_argument("--key-vault", help="the vault holding the endpoint's tokens (default: the deployment's)")
+    where = rotate.add_mutually_exclusive_group()
+    where.add_argument("--key-vault", help="the vault holding the endpoint's tokens (default: the deployment's)")
+    where.add_argument(
+        "--stored-tenant",
+        metavar="NAME",
+        help="rotate the bearer secret of this tenant in the endpoint's credentials table "
+        "(python -m scim tenants; storage settings as for python -m scim check)",
+    )
     _key_vault_options(rotate)
     rotate.add_argument(
         "--wait",
@@ -473,22 +480,35 @@ def _pause(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
 
 
 def _rotate(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
-    from scim.admin.entra.rotation import rotate
+    from scim.admin.entra.rotation import TokenStore, rotate
 
     tenant_url, vault = args.tenant_url, args.key_vault
     if args.from_deployment:
         outputs = _deployment_outputs(*args.from_deployment)
-        tenant_url, vault = outputs["tenantUrl"], vault or outputs.get("keyVaultName")
-    if not vault:
-        raise ProvisioningError("rotate needs --key-vault (or --from-deployment): where the endpoint reads its tokens")
+        tenant_url = outputs["tenantUrl"]
+        vault = vault or (None if args.stored_tenant else outputs.get("keyVaultName"))
+    if not vault and not args.stored_tenant:
+        raise ProvisioningError(
+            "rotate needs to know where the endpoint reads its tokens: --key-vault (or --from-deployment) for "
+            "SCIM_BEARER_TOKENS, or --stored-tenant NAME for credentials kept with python -m scim tenants"
+        )
     graph, tokens = _graph(args, out, stdin, "rotate")
     app = provisioning.require_app(graph, args.app)
     job = provisioning.require_job(graph, app)
-    store = _key_vault(args, vault, tokens)
-    for token in store.tokens():
-        out.hide(token)
+    store: TokenStore
+    if vault:
+        store = _key_vault(args, vault, tokens)
+    else:
+        from scim.admin.entra.stored_tokens import StoredTokens
+        from scim.local.host import load_local_settings
+
+        load_local_settings()  # the storage settings, as python -m scim tenants reads them
+        store = StoredTokens(args.stored_tenant)
     rotate(graph, app, job, tenant_url.rstrip("/"), store, say=out.line, hide=out.hide, wait=args.wait, poll=args.poll)
-    out.line("Rotated. Restart the function app (az functionapp restart) so it stops accepting the old token now.")
+    if vault:
+        out.line("Rotated. Restart the function app (az functionapp restart) so it stops accepting the old token now.")
+    else:
+        out.line("Rotated. The endpoint stops accepting the old secret within 30 s.")
     return 0
 
 

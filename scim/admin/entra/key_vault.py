@@ -5,11 +5,13 @@ Signed in as ``DefaultAzureCredential`` (az login, managed identity, the AZURE_*
 ``--key-vault-auth signin``, as the same app-only identity the command uses for Graph."""
 
 import re
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HASHED_PREFIX = "sha256:"
+NEW_TOKEN_BYTES = 48
 _TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -42,6 +44,8 @@ class KeyVaultTokens:
     name: str
     tenant: str | None
     credential: Any = None  # an azure-core TokenCredential; DefaultAzureCredential when None
+    _issued: str = field(default="", repr=False)
+    _before: list[str] = field(default_factory=list, repr=False)
 
     @property
     def where(self) -> str:
@@ -50,11 +54,21 @@ class KeyVaultTokens:
     def tokens(self) -> list[str]:
         return plain_tokens(self._read(), self.tenant)
 
-    def add(self, token: str) -> None:
-        entries = split_tokens(self._read())
-        self._write(join_tokens([*entries, (self.tenant, token)]))
+    def issue(self) -> tuple[str, int]:
+        raw = self._read()
+        self._before = plain_tokens(raw, self.tenant)
+        self._issued = secrets.token_urlsafe(NEW_TOKEN_BYTES)
+        self._write(join_tokens([*split_tokens(raw), (self.tenant, self._issued)]))
+        return self._issued, len(self._before)
 
-    def retire(self, tokens: list[str]) -> None:
+    def withdraw(self) -> None:
+        self._retire([self._issued])
+
+    def retire_others(self) -> int:
+        self._retire(self._before)
+        return len(self._before)
+
+    def _retire(self, tokens: list[str]) -> None:
         gone = set(tokens)
         entries = [
             (who, token) for who, token in split_tokens(self._read()) if not (who == self.tenant and token in gone)

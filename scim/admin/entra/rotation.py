@@ -8,7 +8,6 @@ the endpoint refuses, so no provisioning cycle fails.
 
 If step 2 never succeeds, the new token is withdrawn again and Entra keeps the old one, which still works."""
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -17,20 +16,24 @@ from scim.admin.entra import provisioning
 from scim.admin.entra.graph import GraphClient
 from scim.admin.entra.provisioning import App, Credentials, ProvisioningError
 
-NEW_TOKEN_BYTES = 48
-
 
 class TokenStore(Protocol):
-    """Where the endpoint reads one tenant's bearer tokens from."""
+    """Where the endpoint reads one tenant's bearer tokens from: Key Vault, or its own credentials table."""
 
     @property
     def where(self) -> str: ...
 
-    def tokens(self) -> list[str]: ...
+    def issue(self) -> tuple[str, int]:
+        """A new token the endpoint will accept beside the old ones; with how many old ones there are."""
+        ...
 
-    def add(self, token: str) -> None: ...
+    def withdraw(self) -> None:
+        """Remove the token :meth:`issue` made."""
+        ...
 
-    def retire(self, tokens: list[str]) -> None: ...
+    def retire_others(self) -> int:
+        """Remove the tokens that were there before :meth:`issue`; how many."""
+        ...
 
 
 def rotate(
@@ -46,21 +49,19 @@ def rotate(
     poll: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    old = store.tokens()
-    new = secrets.token_urlsafe(NEW_TOKEN_BYTES)
+    new, old = store.issue()
     hide(new)
-    store.add(new)
-    say(f"Added a new token to {store.where} ({len(old)} old token(s) still accepted)")
+    say(f"Added a new token to {store.where} ({old} old token(s) still accepted)")
     credentials = Credentials(tenant_url, new)
     deadline = time.monotonic() + wait
     while (verdict := provisioning.validate(graph, app, job, credentials)) is not None:
         if time.monotonic() >= deadline:
-            store.retire([new])
+            store.withdraw()
             raise ProvisioningError(
                 f"The endpoint did not accept the new token within {wait:g} s, so it was withdrawn and Entra keeps "
                 f"the old one (which still works). Entra's last verdict: {verdict.splitlines()[0]}\n"
-                "  With Key Vault, restart the function app (az functionapp restart) so it re-reads the secret, "
-                "then run rotate again with a longer --wait."
+                "  With Key Vault, restart the function app (az functionapp restart) so it re-reads the secret; "
+                "stored credentials take effect within 30 s. Then run rotate again, with a longer --wait."
             )
         say(f"The endpoint does not accept the new token yet; asking Entra again in {poll:g} s")
         sleep(poll)
@@ -70,6 +71,6 @@ def rotate(
     if verdict is not None:
         raise ProvisioningError(f"Entra saved the new token but its saved credentials fail: {verdict}; old tokens kept")
     say("Saved the new token in Entra; Test Connection with the saved credentials: OK")
-    if old:
-        store.retire(old)
-        say(f"Retired {len(old)} old token(s) from {store.where}")
+    retired = store.retire_others()
+    if retired:
+        say(f"Retired {retired} old token(s) from {store.where}")
