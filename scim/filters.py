@@ -58,6 +58,20 @@ class ParsedFilter:
     """The member ids the filter compares ``members.value`` with; only their membership rows matter to it."""
     extension_terms: "_ExtensionTerms | None" = None
     """Set when the filter names an undeclared extension attribute, which the models cannot see."""
+    exact: bool = False
+    """The filter is one ``eq`` on a key the index holds whole (``id``, ``userName``, ``externalId``,
+    ``displayName``): a candidate matches when its own value compares equal, so Entra's match needs no model
+    validation of the candidate (:meth:`key_matches`; bench/lookup_cpu.py)."""
+
+    def key_matches(self, value: Any) -> bool:
+        """For an :attr:`exact` filter: whether a candidate holding ``value`` matches, compared as the attribute
+        compares (``userName`` and ``displayName`` case-insensitively, ``id`` and ``externalId`` exactly)."""
+        assert self.lookup is not None
+        if not isinstance(value, str):
+            return False
+        if self.lookup.index in _CASE_EXACT_KEYS:
+            return value == self.lookup.value
+        return fold(value) == fold(self.lookup.value)
 
     def matches(self, resource: Any, document: dict[str, Any]) -> bool:
         """Whether the resource (its model, and the stored ``document`` holding its undeclared extensions) matches."""
@@ -90,9 +104,9 @@ def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
     member_ids = frozenset(_member_values(predicate.ast)) if model is ScimGroup else frozenset()
     resource_type = "Group" if model is ScimGroup else "User"
     terms = _ExtensionTerms(model, resource_type) if _names_extension(predicate.ast, resource_type) else None
-    return ParsedFilter(
-        predicate=predicate, lookup=_plan(predicate.ast, indexed), member_ids=member_ids, extension_terms=terms
-    )
+    lookup = _plan(predicate.ast, indexed)
+    exact = lookup is not None and lookup.index in _WHOLE_KEYS and isinstance(predicate.ast, Comparison)
+    return ParsedFilter(predicate, lookup, member_ids, extension_terms=terms, exact=exact)
 
 
 def nesting_depth(text: str) -> int:
@@ -161,6 +175,8 @@ def _canonical(node: FilterNode) -> FilterNode:
 
 _USER_INDEXES = {"id": "id", "username": "userName", "externalid": "externalId", "emails.value": "email"}
 _GROUP_INDEXES = {"id": "id", "displayname": "displayName", "externalid": "externalId", "members.value": "member"}
+_WHOLE_KEYS = frozenset({"id", "userName", "externalId", "displayName"})
+_CASE_EXACT_KEYS = frozenset({"id", "externalId"})
 _PLAN_PREFERENCE = ("id", "userName", "displayName", "externalId", "email", "member")
 
 

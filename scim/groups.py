@@ -308,6 +308,9 @@ class GroupService:
 
 def _matches(parsed: ParsedFilter, stored: StoredResource, rows: list[Member | None]) -> bool:
     """Evaluate the filter on the group with the membership rows of the member ids the filter names."""
+    if parsed.exact and parsed.lookup is not None:  # Entra's match by displayName: one value compared
+        index = parsed.lookup.index
+        return parsed.key_matches(stored.resource_id if index == "id" else stored.document.get(index))
     document = {**stored.document, "id": stored.resource_id}
     document["meta"] = {"resourceType": RESOURCE_TYPE, "created": stored.created, "lastModified": stored.last_modified}
     document["members"] = [{"value": row.member_id, "type": row.member_type} for row in rows if row is not None]

@@ -245,6 +245,9 @@ def _render(
 
 
 def _matches(parsed: ParsedFilter, stored: StoredResource) -> bool:
+    if parsed.exact and parsed.lookup is not None:  # Entra's match: one value compared, no model validation
+        index = parsed.lookup.index
+        return parsed.key_matches(stored.resource_id if index == "id" else stored.document.get(index))
     document = dict(stored.document)
     document["id"] = stored.resource_id
     document["meta"] = {"resourceType": RESOURCE_TYPE, "created": stored.created, "lastModified": stored.last_modified}

@@ -4,6 +4,7 @@ import pytest
 
 from scim.errors import ScimError
 from scim.filters import MAX_FILTER_LENGTH, IndexLookup, fold, parse_filter
+from scim.schemas import ScimGroup
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,34 @@ def test_bad_filters_are_invalid_filter(text):
 def test_fold_is_case_and_normalisation_insensitive():
     assert fold("ALICE@Example.COM") == fold("alice@example.com")
     assert fold("e\u0301") == fold("\u00e9")
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ('userName eq "Alice@Example.com"', True),
+        ('externalId eq "a1"', True),
+        ('id eq "0123abcd"', True),
+        ('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a"', True),
+        ('userName eq "a" and active eq true', False),
+        ('emails[type eq "work"].value eq "a@example.com"', False),
+        ('userName eq "a" or userName eq "b"', False),
+        ('not (userName eq "a")', False),
+        ('userName sw "a"', False),
+    ],
+)
+def test_only_a_single_equality_on_a_whole_key_is_decided_by_the_key(text: str, exact: bool):
+    assert parse_filter(text).exact is exact
+
+
+def test_a_key_decided_filter_compares_as_the_attribute_does():
+    by_name = parse_filter('userName eq "ALICE@example.com"')
+    assert by_name.key_matches("alice@EXAMPLE.com")
+    assert not by_name.key_matches("alice@example.org")
+    assert not by_name.key_matches(None)
+    by_external_id = parse_filter('externalId eq "A1"')
+    assert by_external_id.key_matches("A1")
+    assert not by_external_id.key_matches("a1")  # externalId is case-exact
+    group = parse_filter('displayName eq "sales"', ScimGroup)
+    assert group.exact and group.key_matches("Sales")
+    assert not parse_filter('id eq "g" and members[value eq "u"]', ScimGroup).exact
