@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import IO
 
 from scim.local import azurite
@@ -20,7 +21,11 @@ START_TIMEOUT = 30.0
 class LocalServer:
     """One endpoint process; :meth:`start` may be called again after :meth:`kill`, on the same port and table."""
 
-    def __init__(self, connection_string: str, table_prefix: str, log: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, connection_string: str, table_prefix: str, log: IO[bytes] | None = None, root: Path = REPO_ROOT
+    ) -> None:
+        self.root = root
+        """The checkout whose code runs (a benchmark may measure an older revision)."""
         self.token = secrets.token_urlsafe(32)
         self.port = azurite.free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/scim/v2"
@@ -37,7 +42,7 @@ class LocalServer:
         """Start, and return once the port accepts connections; its own session, so a Ctrl-C reaches only us."""
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "scim", "serve", "--port", str(self.port)],
-            cwd=REPO_ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

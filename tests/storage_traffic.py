@@ -17,6 +17,7 @@ subprocess (the round-trip benchmark).
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+_BATCH_OPERATION = re.compile(rb"^(?:GET|POST|PUT|PATCH|DELETE|MERGE) https?://", re.MULTILINE)
+"""Each operation inside a ``$batch`` body is an embedded HTTP request line with an absolute URL."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class StorageCall:
     status: int
     started: float
     ended: float
+    operations: int = 1
+    """Rows an entity-group transaction (``batch``) carried: the operations embedded in its multipart body."""
 
     @property
     def kind(self) -> str:
@@ -145,7 +150,10 @@ class TrafficProxy:
                         return
                     writer.write(response.raw)
                     await writer.drain()
-                    call = StorageCall(request.method, request.target, response.status, started, time.monotonic())
+                    operations = len(_BATCH_OPERATION.findall(request.raw)) if "$batch" in request.target else 1
+                    call = StorageCall(
+                        request.method, request.target, response.status, started, time.monotonic(), operations
+                    )
                     with self._lock:
                         self.calls.append(call)
                 finally:
