@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from scim.bearer import MAX_TOKEN_LENGTH, bearer_token, looks_like_jwt
 from scim.credentials import BEARER_PREFIX
 from scim.errors import unauthorized
-from scim.settings import Settings
+from scim.settings import MIN_TOKEN_LENGTH, Settings
 
 if TYPE_CHECKING:  # imported lazily: PyJWT, cryptography and aiohttp cost ~150 ms of cold start, for JWT mode only
     from scim.access_tokens import AccessTokens
@@ -65,6 +65,8 @@ class Authenticator:
         never goes to Entra-token validation, which accepts RS256 only.
         """
         presented = bearer_token(authorization)
+        if len(presented) < MIN_TOKEN_LENGTH:  # a sha256: entry may be the digest of a short token: never match one
+            raise unauthorized()
         tenant = match_secret(presented, self._secret_digests)
         if tenant is not None:
             return tenant

@@ -12,8 +12,12 @@ _TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""RFC 6750's ``b64token``: all that an ``Authorization: Bearer`` header can carry."""
 HASHED_PREFIX = "sha256:"
 MIN_TOKEN_LENGTH = 16
+"""For plain entries, checked at start; for presented tokens, checked on every request, so that a ``sha256:`` entry
+(whose length cannot be known) made from a short token never authenticates anyone."""
 _KEY_VAULT_REFERENCE = "@microsoft.keyvault("
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
@@ -83,6 +87,9 @@ class Settings:
     token_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     access_token_minutes: int = 60
     wif_metadata_url: str = DEFAULT_WIF_METADATA_URL
+    share_entra_tenant_data: bool = False
+    """A shared-secret tenant may be named by an Entra tenant id, and then holds the data that Entra-issued tokens
+    of that tenant reach (``SCIM_SHARE_ENTRA_TENANT_DATA``); off, such a name is refused at start."""
     secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +113,7 @@ class Settings:
             token_signing_keys=parse_signing_keys(env.get("SCIM_TOKEN_SIGNING_KEYS", "")),
             access_token_minutes=parse_minutes(env.get("SCIM_ACCESS_TOKEN_MINUTES", "")),
             wif_metadata_url=(env.get("SCIM_WIF_METADATA_URL") or "").strip() or DEFAULT_WIF_METADATA_URL,
+            share_entra_tenant_data=_flag("SCIM_SHARE_ENTRA_TENANT_DATA", env.get("SCIM_SHARE_ENTRA_TENANT_DATA", "")),
         )
         settings.check()
         return settings
@@ -130,6 +138,13 @@ class Settings:
         StorageSettings(self.storage_connection_string, self.storage_table_uri, self.table_prefix).check()
         if self.undeclared_extensions not in ("keep", "reject"):
             raise ConfigurationError("SCIM_UNDECLARED_EXTENSIONS must be keep or reject")
+        guid_named = [tenant for tenant, _ in self.bearer_tokens if _GUID.fullmatch(tenant.lower())]
+        if guid_named and not self.share_entra_tenant_data:
+            raise ConfigurationError(
+                f"SCIM_BEARER_TOKENS tenant {guid_named[0]} is named like an Entra tenant id, so Entra-issued tokens "
+                "of that tenant would reach its data; rename it, or set SCIM_SHARE_ENTRA_TENANT_DATA=true if sharing "
+                "is wanted"
+            )
         if self.entra_enabled:
             for tenant_id in self.entra_tenant_ids:
                 if not _GUID.fullmatch(tenant_id):
@@ -146,18 +161,31 @@ def parse_bearer_tokens(raw: str) -> tuple[tuple[str, str], ...]:
 
     Several tokens at once let an admin rotate one without downtime. A token written ``sha256:<64 hex>`` is the
     digest of the real token, so the secret itself need not sit in the app settings; it is normalised to lower case.
+    An ``=`` followed by anything but more ``=`` separates a tenant from its token; trailing ``=`` are base64
+    padding, part of a bare token (``openssl rand -base64`` makes them). Every entry that cannot be read exactly so
+    stops the endpoint at start, with a message naming the entry by position (never quoting the secret): a
+    misread entry would otherwise become a working token of the wrong tenant, or silently no token at all.
     """
     if _KEY_VAULT_REFERENCE in raw.lower():
         raise ConfigurationError("SCIM_BEARER_TOKENS holds an unresolved Key Vault reference")
     entries: list[tuple[str, str]] = []
-    for item in _split(raw):
+    for position, part in enumerate(raw.split(","), start=1):
+        item = part.strip()
+        if not item:
+            continue
+        where = f"SCIM_BEARER_TOKENS entry {position}"
         tenant, sep, token = item.partition("=")
-        if not sep or not _TENANT_NAME.fullmatch(tenant):
+        if not (sep and token.strip("=")):
             tenant, token = DEFAULT_TENANT, item
+        elif not _TENANT_NAME.fullmatch(tenant):
+            raise ConfigurationError(
+                f"{where}: the text before '=' is not a tenant name (1 to 64 letters, digits, '_' or '-'); "
+                "a token may hold '=' only as trailing base64 padding"
+            )
         if token[: len(HASHED_PREFIX)].lower() == HASHED_PREFIX:
             token = HASHED_PREFIX + token[len(HASHED_PREFIX) :].lower()
+        _digest(tenant, token, where)  # named by position only: a misread tenant may be part of a secret
         entries.append((tenant, token))
-        secret_digest(entries[-1])  # reject a malformed entry now, with the setting's name in the message
     return tuple(entries)
 
 
@@ -168,18 +196,27 @@ def secret_digest(entry: tuple[str, str]) -> tuple[str, bytes]:
     length, which keeps the comparison constant-time whatever form each entry has.
     """
     tenant, token = entry
+    return tenant, _digest(tenant, token, "a SCIM_BEARER_TOKENS entry")
+
+
+def _digest(tenant: str, token: str, where: str) -> bytes:
     if not _TENANT_NAME.fullmatch(tenant):
         raise ConfigurationError("a SCIM_BEARER_TOKENS tenant must be 1 to 64 letters, digits, '_' or '-'")
     if token[: len(HASHED_PREFIX)].lower() == HASHED_PREFIX:
         hex_digest = token[len(HASHED_PREFIX) :].lower()
         if not _SHA256_HEX.fullmatch(hex_digest):
-            raise ConfigurationError("a sha256: entry in SCIM_BEARER_TOKENS must be followed by 64 hex digits")
-        return tenant, bytes.fromhex(hex_digest)
+            raise ConfigurationError(f"{where}: sha256: must be followed by exactly 64 hex digits")
+        return bytes.fromhex(hex_digest)
     if _KEY_VAULT_REFERENCE in token.lower():
         raise ConfigurationError("SCIM_BEARER_TOKENS holds an unresolved Key Vault reference")
+    if not _BEARER_TOKEN.fullmatch(token):
+        raise ConfigurationError(
+            f"{where}: a bearer token may hold only letters, digits, '-', '.', '_', '~', '+' and '/', then '=' "
+            "padding (RFC 6750); no spaces, commas or other characters"
+        )
     if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigurationError(f"every bearer token must be at least {MIN_TOKEN_LENGTH} characters long")
-    return tenant, hashlib.sha256(token.encode("utf-8")).digest()
+        raise ConfigurationError(f"{where}: the token has {len(token)} characters; at least {MIN_TOKEN_LENGTH}")
+    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 def parse_tenant_ids(raw: str) -> tuple[str, ...]:
@@ -221,6 +258,13 @@ def parse_minutes(raw: str) -> int:
     if not re.fullmatch(r"[0-9]{1,4}", raw.strip()):
         raise ConfigurationError("SCIM_ACCESS_TOKEN_MINUTES must be a whole number of minutes")
     return int(raw.strip())
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("", "true", "false"):
+        raise ConfigurationError(f"{name} must be true or false")
+    return value == "true"
 
 
 def _split(raw: str) -> tuple[str, ...]:
