@@ -6,13 +6,17 @@ binding (route, methods), prefixes routes with ``host.json``'s ``routePrefix``, 
 Azure runs. Routes match case-insensitively, as the Functions host's ASP.NET routing does.
 """
 
+import asyncio
+import contextlib
 import importlib
 import json
+import logging
 import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -77,23 +81,64 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(f"^/{pattern}/?$", re.IGNORECASE)
 
 
-def build_app(routes: list[Route]) -> web.Application:
-    """An aiohttp application that hands each request to the function whose route and method it matches."""
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Bodies up to this size reach the functions (which answer a SCIM 413 above their own limit); larger ones get a
+bare 413 here, as the Functions host's own request size limit would give."""
+log = logging.getLogger("scim.local")
 
-    async def dispatch(request: web.Request) -> web.StreamResponse:
+
+class QuietRequestHandler(web.RequestHandler):
+    """aiohttp answers a request it cannot parse (a header with a NUL or a bare CR, a line too long) with a 400 whose
+    body quotes the offending line, and logs a traceback quoting it again: for an ``Authorization`` header, the
+    token. Here the answer carries only its status, and the log only the kind of error."""
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if status >= 500:  # an error in a handler, not in the client's bytes: aiohttp's own answer names nothing
+            return super().handle_error(request, status, exc, None)
+        log.warning("refused a malformed HTTP request: %s %s", status, type(exc).__name__ if exc else "")
+        response = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}\n")
+        response.force_close()
+        return response
+
+
+class QuietServer(web.Server):
+    """aiohttp's low-level server, making :class:`QuietRequestHandler` connections."""
+
+    def __call__(self) -> web.RequestHandler:
+        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def build_handler(routes: list[Route]) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """A handler that gives each request to the function whose route and method it matches."""
+
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         for route in routes:
             match = route.pattern.match(request.path)
             if match and request.method.upper() in route.methods:
-                response = await route.handler(await _functions_request(request, match.groupdict()))
+                body = await _read_body(request)
+                if body is None:
+                    return web.Response(status=413)
+                response = await route.handler(_functions_request(request, match.groupdict(), body))
                 return _aiohttp_response(response)
         return web.Response(status=404)
 
-    app = web.Application(client_max_size=8 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
-    return app
+    return dispatch
 
 
-async def _functions_request(request: web.Request, route_params: dict[str, Any]) -> func.HttpRequest:
+async def _read_body(request: web.BaseRequest) -> bytes | None:
+    """The whole body, or None if it is larger than :data:`MAX_BODY_BYTES`."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _functions_request(request: web.BaseRequest, route_params: dict[str, Any], body: bytes) -> func.HttpRequest:
     params: dict[str, str] = {}
     for name, value in request.query.items():
         params.setdefault(name, value)
@@ -103,7 +148,7 @@ async def _functions_request(request: web.Request, route_params: dict[str, Any])
         headers=dict(request.headers),
         params=params,
         route_params={k: v for k, v in route_params.items() if v is not None},
-        body=await request.read(),
+        body=body,
     )
 
 
@@ -117,5 +162,16 @@ def serve(host: str, port: int) -> None:
     routes = discover_routes()
     for route in routes:
         print(f"  {route.name}: [{','.join(sorted(route.methods))}] {route.pattern.pattern}")
-    app = build_app(routes)
-    web.run_app(app, host=host, port=port, access_log=None, print=lambda line: print(line, flush=True))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(build_handler(routes), host, port))
+
+
+async def _serve(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], host: str, port: int) -> None:
+    runner = web.ServerRunner(QuietServer(handler, access_log=None))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(f"======== Running on http://{host}:{port} ========", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

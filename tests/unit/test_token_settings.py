@@ -112,7 +112,7 @@ def test_the_local_host_refuses_to_start_and_says_which_entry(tmp_path):
         "SCIM_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
         "SCIM_BEARER_TOKENS": f"{SECRET}, acme.corp={SECRET}",
     }
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "scim", "serve", "--port", "1"],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(REPO_ROOT)},
