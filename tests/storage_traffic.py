@@ -37,6 +37,7 @@ class StorageCall:
     method: str
     path: str
     status: int
+    """0 when the request was forwarded but no answer came back."""
     started: float
     ended: float
     operations: int = 1
@@ -110,14 +111,20 @@ class TrafficProxy:
             calls.extend(self.since(first))
 
     def mark(self) -> int:
+        """How many calls are recorded, once every call in flight has ended (a call is recorded after its answer
+        was relayed, so a client may already be past it)."""
+        self._settle()
         with self._lock:
             return len(self.calls)
 
-    def since(self, mark: int) -> list[StorageCall]:
-        """Calls recorded after :meth:`mark` returned ``mark``, once every call in flight has ended."""
+    def _settle(self) -> None:
         deadline = time.monotonic() + 5
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.001)
+
+    def since(self, mark: int) -> list[StorageCall]:
+        """Calls recorded after :meth:`mark` returned ``mark``, once every call in flight has ended."""
+        self._settle()
         with self._lock:
             return list(self.calls[mark:])
 
@@ -140,6 +147,7 @@ class TrafficProxy:
                     return
                 started = time.monotonic()
                 self._in_flight += 1
+                status = 0  # a request sent whose answer never came (the storage side went away) is still a call
                 try:
                     if self.delay:
                         await asyncio.sleep(self.delay)
@@ -148,15 +156,14 @@ class TrafficProxy:
                     response = await _read_message(upstream_reader, is_request=False, method=request.method)
                     if response is None:
                         return
+                    status = response.status
                     writer.write(response.raw)
                     await writer.drain()
+                finally:
                     operations = len(_BATCH_OPERATION.findall(request.raw)) if "$batch" in request.target else 1
-                    call = StorageCall(
-                        request.method, request.target, response.status, started, time.monotonic(), operations
-                    )
+                    call = StorageCall(request.method, request.target, status, started, time.monotonic(), operations)
                     with self._lock:
                         self.calls.append(call)
-                finally:
                     self._in_flight -= 1
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass  # either side went away, or the proxy is closing: the connection ends
