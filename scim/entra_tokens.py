@@ -10,8 +10,10 @@ or fetch it more often than once per refresh interval per tenant.
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 import jwt
 
@@ -31,6 +33,8 @@ log = logging.getLogger("scim.auth")
 
 ALGORITHMS = RS256
 LEEWAY_SECONDS = 300
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
+"""Entra's access tokens live 60 to 90 minutes; a day leaves room for any clock skew without accepting "never"."""
 
 
 def expected_issuer(tenant_id: str) -> str:
@@ -91,6 +95,9 @@ class EntraTokenValidator:
             )
         except jwt.PyJWTError as exc:
             raise _rejected(type(exc).__name__) from None
+        problem = _unusable_dates(claims, time.time())
+        if problem is not None:
+            raise _rejected(problem)
         if claims.get("tid") != tenant_id:
             raise _rejected("tid does not match the issuer's tenant")
         app_id = claims.get("appid")
@@ -113,6 +120,21 @@ class EntraTokenValidator:
 
     async def close(self) -> None:
         await self._keys.close()
+
+
+def _unusable_dates(claims: dict[str, Any], now: float) -> str | None:
+    """PyJWT reads ``exp`` ``"99999999999"`` (a string) and ``1e300`` as dates; RFC 7519 dates are JSON numbers,
+    and a token Entra issues lives about an hour, so one valid for longer than :data:`MAX_TOKEN_LIFETIME_SECONDS`
+    from now is not one of Entra's."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is None and name != "exp":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            return f"{name} is not a NumericDate"
+    if claims["exp"] > now + MAX_TOKEN_LIFETIME_SECONDS:
+        return "exp is further ahead than any Entra token lives"
+    return None
 
 
 def _rejected(reason: str) -> ScimError:

@@ -538,3 +538,23 @@ async def test_the_endpoint_authenticates_entra_tokens(key_server, caplog):
     assert refused.document is not None and refused.document["detail"] == "Authentication required"
     assert TENANT_A in caplog.text  # the request log names the tenant...
     assert presented not in caplog.text and presented.split(".")[2] not in caplog.text  # ...never the token
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        {"exp": str(int(time.time()) + 3600)},  # a string PyJWT would read as a date
+        {"exp": 1e300},  # "never expires"
+        {"exp": int(time.time()) + 3 * 24 * 3600},  # longer than any Entra token lives
+        {"exp": True},
+        {"nbf": "0"},
+        {"iat": -5},
+    ],
+)
+async def test_only_numeric_dates_within_an_entra_tokens_lifetime_are_accepted(validator, dates):
+    await assert_rejected(validator, token(**dates))
+
+
+async def test_a_token_valid_for_a_few_hours_is_accepted(validator):
+    now = int(time.time())
+    assert await validator.validate(token(exp=now + 6 * 3600, iat=now, nbf=now)) == TENANT_A
