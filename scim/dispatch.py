@@ -19,7 +19,15 @@ from scim.credential_directory import CredentialDirectory
 from scim.errors import ScimError
 from scim.groups import GroupService
 from scim.messages import ScimRequest, ScimResponse
-from scim.protocol import LIST_RESPONSE_SCHEMA, Rendered, has_lone_surrogate, list_response, page_of, store_error
+from scim.protocol import (
+    LIST_RESPONSE_SCHEMA,
+    Rendered,
+    check_attribute_lists,
+    has_lone_surrogate,
+    list_response,
+    page_of,
+    store_error,
+)
 from scim.schemas import MAX_PAYLOAD_BYTES, resource_type_documents, schema_documents, service_provider_config
 from scim.settings import ConfigurationError, Settings, current_settings
 from scim.store.contract import StoreError
@@ -107,6 +115,7 @@ class ScimEndpoint:
         return response
 
     async def _route(self, tenant: str, request: ScimRequest) -> ScimResponse:
+        check_attribute_lists(request.query)
         endpoint = request.endpoint.lower()
         if endpoint == "users":
             return await self._resources(self.users, tenant, request)
@@ -296,6 +305,7 @@ def _search_query(body: Any) -> dict[str, str]:
         if name is None or value is None:
             continue
         query[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    check_attribute_lists(query)
     return query
 
 

@@ -20,8 +20,8 @@ import re
 from typing import Any
 
 from scim.errors import invalid_path, invalid_syntax, invalid_value
-from scim.filters import MAX_FILTER_DEPTH, nesting_depth
-from scim.membership import is_members_path
+from scim.filters import MAX_FILTER_DEPTH, MAX_FILTER_TERMS, comparison_count, nesting_depth
+from scim.membership import MAX_MEMBERS_PER_OPERATION, is_members_path
 from scim.schemas import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
 _MANAGER_PATH = re.compile(
@@ -35,7 +35,10 @@ _MULTI_VALUED = {
 _KNOWN_SCHEMAS = {urn.lower(): urn for urn in (USER_SCHEMA, ENTERPRISE_SCHEMA, GROUP_SCHEMA)}
 MAX_OPERATIONS = 100
 """The most operations one PATCH may carry; Entra sends a handful. Each operation's path may nest at most
-:data:`scim.filters.MAX_FILTER_DEPTH` levels deep (``emails[type eq "work"]`` is 1)."""
+:data:`scim.filters.MAX_FILTER_DEPTH` levels deep (``emails[type eq "work"]`` is 1) and hold at most
+:data:`scim.filters.MAX_FILTER_TERMS` comparisons."""
+MAX_EXPANDED_OPERATIONS = 2 * MAX_OPERATIONS
+"""Operations after normalisation: a path-less ``replace`` becomes one per attribute it names, a ``manager`` two."""
 
 
 def normalise_resource(body: Any) -> dict[str, Any]:
@@ -94,9 +97,32 @@ def normalise_patch(body: Any) -> dict[str, Any]:
     rewritten: list[dict[str, Any]] = []
     for operation in operations:
         rewritten.extend(_normalise_operation(operation))
+        if len(rewritten) > MAX_EXPANDED_OPERATIONS:
+            raise invalid_value(
+                f"A PATCH may carry at most {MAX_OPERATIONS} operations, and a path-less value's attributes count "
+                f"as operations: at most {MAX_EXPANDED_OPERATIONS} in all"
+            )
+    _check_path_terms(rewritten)
     body = {k: v for k, v in body.items() if k != operations_key}
     body["Operations"] = rewritten
     return body
+
+
+def _check_path_terms(operations: list[dict[str, Any]]) -> None:
+    """The comparisons of all paths in one PATCH, like one filter's, are bounded in total: each operation's own
+    bound times 100 operations would still be seconds of parsing."""
+    member_terms = other_terms = 0
+    for operation in operations:
+        path = operation.get("path")
+        if isinstance(path, str) and "[" in path:
+            if is_members_path(path):
+                member_terms += comparison_count(path)
+            else:
+                other_terms += comparison_count(path)
+    if member_terms > MAX_MEMBERS_PER_OPERATION:
+        raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be named in one PATCH's paths")
+    if other_terms > MAX_FILTER_TERMS:
+        raise invalid_path(f"A PATCH's paths may hold at most {MAX_FILTER_TERMS} comparisons in all")
 
 
 def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
@@ -122,8 +148,14 @@ def _normalise_operation(operation: Any) -> list[dict[str, Any]]:
 
 
 def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -> list[dict[str, Any]]:
+    if path.strip().lower() == "schemas" and op in ("add", "replace") and isinstance(value, list):
+        return _schemas_operation(op, value)
     if nesting_depth(path) > MAX_FILTER_DEPTH:  # a path's value filter is parsed and walked like any filter
         raise invalid_path(f"A path may nest at most {MAX_FILTER_DEPTH} levels deep")
+    if is_members_path(path) and comparison_count(path) > MAX_MEMBERS_PER_OPERATION:
+        raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be given at once")
+    if not is_members_path(path) and comparison_count(path) > MAX_FILTER_TERMS:
+        raise invalid_path(f"A path's filter may hold at most {MAX_FILTER_TERMS} comparisons")
     if _MANAGER_PATH.match(path):
         return _manager_operations(op, value)
     if op in ("add", "replace") and (value is None or value == "") and not is_members_path(path):
@@ -143,6 +175,16 @@ def _manager_operations(op: str, value: Any) -> list[dict[str, Any]]:
     if manager is None:
         return [remove]
     return [remove, {"op": "add", "path": remove["path"], "value": manager}]
+
+
+def _schemas_operation(op: str, value: list[Any]) -> list[dict[str, Any]]:
+    """``schemas`` names the schemas a resource's attributes come from; a PATCH may only name those the endpoint
+    serves, exactly as a POST or PUT may (others are dropped there too): an ``add`` of only unknown URNs adds
+    nothing, and a ``replace`` keeps the known ones (and must still name the core schema)."""
+    known = [_KNOWN_SCHEMAS[urn.lower()] for urn in value if isinstance(urn, str) and urn.lower() in _KNOWN_SCHEMAS]
+    if op == "add" and not known:
+        return []
+    return [{"op": op, "path": "schemas", "value": known}]
 
 
 def _is_single_valued(path: str) -> bool:

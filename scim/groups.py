@@ -85,10 +85,10 @@ class GroupService:
         parsed = parse_filter(text, ScimGroup) if text else None
         try:
             total, found = await self._find(tenant, parsed, page)
-            resources = [
-                _render(stored, base_url, await self._member_page(tenant, stored, query), parameters).document
-                for stored in found
-            ]
+            pages = [await self._member_page(tenant, stored, query) for stored in found]
+            resources = await protocol.render_each(
+                zip(found, pages, strict=True), lambda item: _render(item[0], base_url, item[1], parameters).document
+            )
         except StoreError as exc:
             raise protocol.store_error(exc) from exc
         return protocol.list_response(total, page, resources)
@@ -119,11 +119,13 @@ class GroupService:
         current, members = await both(self._load(tenant, group_id), self._resolve(tenant, added, group_id))
         protocol.check_precondition(current, if_match)
         members_only = operations is None and not on_extensions
-        if members_only:
-            stored = current
-        else:
+        if not members_only:
             stored = await self._patch_attributes(tenant, current, operations, on_extensions, if_match)
-        if members_only and not change.empty:  # the rows and the group's timestamp are written at once
+        elif if_match is not None and not change.empty:  # the group row first, on the version named: one copy wins
+            stored = await self._touch(tenant, current, conditional=True)
+        else:
+            stored = current
+        if members_only and not change.empty and if_match is None:  # the rows and the group's timestamp at once
             _, stored = await both(self._apply(tenant, group_id, change, members), self._touch(tenant, stored))
         elif not change.empty:
             await self._apply(tenant, group_id, change, members)
@@ -142,7 +144,7 @@ class GroupService:
     ) -> StoredResource:
         """Write the group row conditionally on the version read, retrying on a concurrent change (no If-Match)."""
         for _ in range(PATCH_RETRIES):
-            group = _from_stored(current) if operations is None else _patched(operations, _from_stored(current))
+            group = _from_stored(current) if operations is None else await _patched(operations, _from_stored(current))
             _, blocks = extensions.apply_operations(
                 on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
             )
@@ -154,12 +156,17 @@ class GroupService:
             current = await self._load(tenant, current.resource_id)
         raise ScimError(409, "The group kept changing while the PATCH was applied; retry")
 
-    async def _touch(self, tenant: str, current: StoredResource) -> StoredResource:
+    async def _touch(self, tenant: str, current: StoredResource, conditional: bool = False) -> StoredResource:
         """A membership-only PATCH bumps ``meta.lastModified``/``version`` without a conditional write, so concurrent
-        membership PATCHes on one group (Entra sends them) never conflict on the group row."""
+        membership PATCHes on one group (Entra sends them) never conflict on the group row; with ``If-Match``
+        (``conditional``) the write is conditional on the version read, as RFC 7644 §3.14 asks."""
         now = protocol.now()
         with protocol.store_errors(RESOURCE_TYPE):
-            etag = await self._store.touch(tenant, RESOURCE_TYPE, current.resource_id, now)
+            etag = await self._store.touch(
+                tenant, RESOURCE_TYPE, current.resource_id, now, current.etag if conditional else None
+            )
+        if etag is None and conditional:
+            raise errors.not_found(f"{RESOURCE_TYPE} {current.resource_id} not found")
         return StoredResource(current.resource_id, current.document, current.created, now, etag or current.etag)
 
     async def delete(self, tenant: str, group_id: str, if_match: str | None) -> None:
@@ -335,8 +342,9 @@ def _validate(payload: dict[str, Any], context: Context) -> ScimGroup:
     return group
 
 
-def _patched(operations: "PatchOp[ScimGroup]", group: ScimGroup) -> ScimGroup:
-    return _validate(documents.apply_patch(operations, group)[1], Context.RESOURCE_REPLACEMENT_REQUEST)
+async def _patched(operations: "PatchOp[ScimGroup]", group: ScimGroup) -> ScimGroup:
+    patched = await documents.apply_patch_shared(operations, group)
+    return _validate(patched[1], Context.RESOURCE_REPLACEMENT_REQUEST)
 
 
 def _document(group: ScimGroup, blocks: extensions.Blocks) -> dict[str, Any]:

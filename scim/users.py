@@ -82,7 +82,7 @@ class UserService:
             protocol.check_precondition(current, if_match)
             changed, patched = (False, current.document)
             if operations is not None:
-                changed, patched = documents.apply_patch(operations, _from_stored(current))
+                changed, patched = await documents.apply_patch_shared(operations, _from_stored(current))
             user = _validate(patched, Context.RESOURCE_REPLACEMENT_REQUEST)
             blocks_changed, blocks = extensions.apply_operations(
                 on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
@@ -148,10 +148,9 @@ class UserService:
                 groups = await all_of([self._groups(tenant, s.resource_id, query, base_url) for s in found])
         except (StoreUnavailable, ResourceChanged, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
-        resources = [
-            _render(stored, base_url, parameters, user_groups).document
-            for stored, user_groups in zip(found, groups, strict=True)
-        ]
+        resources = await protocol.render_each(
+            zip(found, groups, strict=True), lambda item: _render(item[0], base_url, parameters, item[1]).document
+        )
         return protocol.list_response(total, page, resources)
 
     async def _list_all(self, tenant: str, page: Page) -> tuple[int, list[StoredResource]]:

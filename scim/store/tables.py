@@ -54,6 +54,11 @@ TRANSACTIONS_AT_ONCE = 4
 round trip, while a 1,000-member PATCH does not put 2,000 rows at once on one partition (Table Storage's target is
 2,000 entities/s per partition) and an interrupted one leaves a prefix for the re-send to complete."""
 PAGE_SIZE = 500
+CALLS_IN_FLIGHT_PER_REQUEST = 64
+"""Storage calls one request may have waiting on storage at once. A 200-user search reads 200 users' groups, and
+unbounded those 200 calls queue ahead of every other tenant's call at the storage account's front end; 64 is more
+than any single Entra request needs at once (a user in 50 groups is 50 reads, all sent together)."""
+_IN_FLIGHT: ContextVar[asyncio.Semaphore | None] = ContextVar("scim_calls_in_flight", default=None)
 READ_CONCURRENCY = 32
 """Point reads one request keeps in flight at once: enough to hide storage latency, few enough to share the pool."""
 DELETE_ROUNDS = 5
@@ -110,12 +115,21 @@ class TableStore:
 
     @contextmanager
     def request_scope(self) -> Iterator[None]:
-        """Everything the store does inside shares one retry budget: one request's storage work."""
-        with retries.request_budget(self._budget):
-            yield
+        """Everything the store does inside shares one retry budget and one bound on storage calls in flight: one
+        request's storage work."""
+        token = _IN_FLIGHT.set(asyncio.Semaphore(CALLS_IN_FLIGHT_PER_REQUEST))
+        try:
+            with retries.request_budget(self._budget):
+                yield
+        finally:
+            _IN_FLIGHT.reset(token)
 
     async def _run(self, call: Callable[[], Awaitable[T]], attempts: retries.Attempts | None = None) -> T:
-        return await (attempts or retries.Attempts(self._budget)).run(call)
+        limit = _IN_FLIGHT.get()
+        if limit is None:
+            return await (attempts or retries.Attempts(self._budget)).run(call)
+        async with limit:
+            return await (attempts or retries.Attempts(self._budget)).run(call)
 
     async def close(self) -> None:
         await self._service.close()
@@ -234,27 +248,43 @@ class TableStore:
             raise StoreUnavailable() from exc
         return str(result.get("etag", ""))
 
-    async def touch(self, tenant: str, resource_type: str, resource_id: str, last_modified: str) -> str | None:
-        """Set ``lastModified`` unconditionally (a merge, never creating the row); None if the resource is gone."""
+    async def touch(
+        self, tenant: str, resource_type: str, resource_id: str, last_modified: str, etag: str | None = None
+    ) -> str | None:
+        """Set ``lastModified`` (a merge, never creating the row); None if the resource is gone. With ``etag``, only
+        if the row still has it, else :class:`ResourceChanged`: of concurrent writers holding one version, one wins."""
         table = await self._client()
         entity = {
             "PartitionKey": keys.partition_key(tenant, resource_type),
             "RowKey": keys.resource_row_key(resource_id),
             "lastModified": last_modified,
         }
+        condition: dict[str, Any] = {"etag": etag, "match_condition": IF_NOT_MODIFIED} if etag else {}
+        attempts = retries.Attempts(self._budget)
 
         def merge() -> Awaitable[dict[str, Any]]:
             _count_write()
-            return table.update_entity(entity, mode=UpdateMode.MERGE)
+            return table.update_entity(entity, mode=UpdateMode.MERGE, **condition)
 
         try:
-            result = await self._run(merge)
+            result = await self._run(merge, attempts)
+        except ResourceModifiedError as exc:
+            return await self._settle(attempts, self._touched(entity), exc)
         except ResourceNotFoundError as exc:
             self._check_table(exc)
             return None
         except AzureError as exc:
             raise StoreUnavailable() from exc
         return str(result.get("etag", ""))
+
+    def _touched(self, entity: dict[str, Any]) -> Verify:
+        """Whether an earlier attempt of this merge was applied: the row carries its timestamp."""
+
+        async def verify() -> str | None:
+            row = await self.point_read(entity["PartitionKey"], entity["RowKey"])
+            return str(row.metadata["etag"]) if row and row.get("lastModified") == entity["lastModified"] else None
+
+        return verify
 
     async def get(self, tenant: str, resource_type: str, resource_id: str) -> StoredResource | None:
         entity = await self.point_read(keys.partition_key(tenant, resource_type), keys.resource_row_key(resource_id))
@@ -302,6 +332,7 @@ class TableStore:
                 raise StoreUnavailable() from exc
             for row in rows:
                 yield row
+                await asyncio.sleep(0)  # the caller's work on each row is CPU: let other requests run between rows
             if not token:
                 return
 

@@ -1,0 +1,130 @@
+"""Every input whose cost grows with its size is capped before the costly work starts: attribute lists, the
+comparisons of a filter and of PATCH paths (each and all together), and the operations a path-less PATCH expands
+into. Each cap is a 400 with the right scimType; the largest accepted input is still accepted."""
+
+import asyncio
+import itertools
+import secrets
+
+import pytest
+
+from scim import cpu_share
+from scim.entra import MAX_EXPANDED_OPERATIONS, normalise_patch
+from scim.errors import ScimError
+from scim.filters import MAX_FILTER_TERMS, comparison_count, parse_filter
+from scim.membership import MAX_MEMBERS_PER_OPERATION, split_members
+from scim.protocol import MAX_ATTRIBUTE_PATHS, check_attribute_lists, render_each, response_parameters
+from scim.schemas import ScimUser
+
+
+def raises(call, status: int, scim_type: str | None) -> ScimError:
+    with pytest.raises(ScimError) as raised:
+        call()
+    assert (raised.value.status, raised.value.scim_type) == (status, scim_type)
+    return raised.value
+
+
+def terms(count: int, template: str = 'title eq "t{}"') -> str:
+    return " or ".join(template.format(i) for i in range(count))
+
+
+def member_terms(ids: list[str]) -> str:
+    return " or ".join(f'value eq "{member_id}"' for member_id in ids)
+
+
+@pytest.mark.parametrize("name", ["attributes", "excludedAttributes"])
+def test_an_attribute_list_is_capped_in_count_and_length(name):
+    raises(lambda: check_attribute_lists({name: ",".join(["userName"] * 21_000)}), 400, "invalidValue")
+    raises(
+        lambda: check_attribute_lists({name: ",".join(["userName"] * (MAX_ATTRIBUTE_PATHS + 1))}), 400, "invalidValue"
+    )
+    raises(lambda: check_attribute_lists({name: "a" * 5000}), 400, "invalidValue")
+    check_attribute_lists({name: ",".join(["userName"] * MAX_ATTRIBUTE_PATHS)})
+
+
+def test_repeated_attribute_paths_are_applied_once():
+    parameters = response_parameters({"attributes": "userName,USERNAME, userName ,emails"}, ScimUser)
+    assert parameters is not None
+    assert [str(path).lower() for path in parameters.attributes] == ["username", "emails"]
+
+
+def test_comparisons_are_counted_outside_quoted_strings():
+    assert comparison_count('userName eq "a eq b or c pr"') == 1
+    assert comparison_count('emails[type eq "work" and value co "x"] or title pr') == 3
+    assert comparison_count('urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1"') == 1
+
+
+def test_a_filter_of_more_comparisons_than_the_cap_is_refused_before_parsing():
+    raises(lambda: parse_filter(terms(MAX_FILTER_TERMS + 1, "a eq {}")), 400, "invalidFilter")
+    parse_filter(terms(MAX_FILTER_TERMS, "a eq {}"))
+
+
+def test_a_patch_path_of_more_comparisons_than_the_cap_is_refused():
+    path = f"emails[{terms(11_000, 'value eq {}')}].value"
+    raises(lambda: normalise_patch({"Operations": [{"op": "replace", "path": path, "value": "x"}]}), 400, "invalidPath")
+    at_cap = f"emails[{terms(MAX_FILTER_TERMS, 'value eq {}')}].value"
+    normalise_patch({"Operations": [{"op": "replace", "path": at_cap, "value": "x"}]})
+
+
+def test_the_comparisons_of_all_paths_of_one_patch_are_capped_together():
+    half = f"emails[{terms(MAX_FILTER_TERMS // 2 + 1, 'value eq {}')}].value"
+    operations = [{"op": "replace", "path": half, "value": "x"}] * 2
+    raises(lambda: normalise_patch({"Operations": operations}), 400, "invalidPath")
+
+
+def test_members_named_in_the_paths_of_one_patch_are_capped_together():
+    ids = [secrets.token_hex(16) for _ in range(MAX_MEMBERS_PER_OPERATION)]
+    first = f"members[{member_terms(ids[:600])}]"
+    second = f"members[{member_terms(ids[400:])}]"
+    operations = [{"op": "remove", "path": first}, {"op": "remove", "path": second}]
+    raises(lambda: normalise_patch({"Operations": operations}), 400, "invalidValue")
+    change, _ = split_members(normalise_patch({"Operations": operations[:1]})["Operations"])
+    assert len(change.removed) == 600
+
+
+def test_a_pathless_value_expands_into_operations_that_are_capped():
+    value = {f"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName{i}": "x" for i in range(300)}
+    raises(lambda: normalise_patch({"Operations": [{"op": "replace", "value": value}]}), 400, "invalidValue")
+    small = {f"name.givenName{i}": "x" for i in range(MAX_EXPANDED_OPERATIONS)}
+    assert len(normalise_patch({"Operations": [{"op": "replace", "value": small}]})["Operations"]) == len(small)
+
+
+async def test_rendering_a_page_lets_other_requests_run_between_resources():
+    """Another task gets the loop between every two resources rendered, however many heavy tasks render at once."""
+    ticks: list[int] = []
+    rendering = asyncio.Event()
+
+    async def other_request() -> None:
+        while not rendering.is_set():
+            ticks.append(len(rendered))
+            await asyncio.sleep(0)
+
+    rendered: list[int] = []
+
+    def render(item: int) -> int:
+        rendered.append(item)
+        return item
+
+    other = asyncio.create_task(other_request())
+    await asyncio.sleep(0)
+    heavy = [render_each(range(i * 50, (i + 1) * 50), render) for i in range(4)]
+    await asyncio.gather(*heavy)
+    rendering.set()
+    await other
+    seen = sorted(set(ticks))
+    assert len(rendered) == 200
+    # between two of the other task's turns, at most one heavy slice ran
+    assert all(later - earlier <= 1 for earlier, later in itertools.pairwise(seen))
+    assert seen[-1] >= 199
+
+
+async def test_turns_are_given_in_order_one_at_a_time():
+    order: list[str] = []
+
+    async def heavy(name: str) -> None:
+        for _ in range(3):
+            async with cpu_share.turn():
+                order.append(name)
+
+    await asyncio.gather(heavy("a"), heavy("b"), heavy("c"))
+    assert order == ["a", "b", "c"] * 3
