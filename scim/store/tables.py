@@ -54,10 +54,10 @@ TRANSACTIONS_AT_ONCE = 4
 round trip, while a 1,000-member PATCH does not put 2,000 rows at once on one partition (Table Storage's target is
 2,000 entities/s per partition) and an interrupted one leaves a prefix for the re-send to complete."""
 PAGE_SIZE = 500
-CALLS_IN_FLIGHT_PER_REQUEST = 64
+CALLS_IN_FLIGHT_PER_REQUEST = 128
 """Storage calls one request may have waiting on storage at once. A 200-user search reads 200 users' groups, and
-unbounded those 200 calls queue ahead of every other tenant's call at the storage account's front end; 64 is more
-than any single Entra request needs at once (a user in 50 groups is 50 reads, all sent together)."""
+unbounded those calls queue ahead of every other tenant's call at the storage account's front end; 128 is more than
+any Entra request needs at once (a 100-member group PATCH reads the group and its 100 members together)."""
 _IN_FLIGHT: ContextVar[asyncio.Semaphore | None] = ContextVar("scim_calls_in_flight", default=None)
 READ_CONCURRENCY = 32
 """Point reads one request keeps in flight at once: enough to hide storage latency, few enough to share the pool."""
