@@ -26,6 +26,7 @@ def test_connect_then_provision_on_demand_creates_then_updates_the_user(entra: E
     for step in ("Import    Success", "Scoping   Success", "Matching  Success", "Export    Success"):
         assert step in first.out
     assert "User 'grace.hopper@contoso.example' was created in customappsso" in first.out
+    assert f"objectId={user['id']}; accountEnabled=True; displayName=Grace Hopper" in first.out
     assert "Result: Success (action Create, target id " in first.out
 
     found = scim_get(scim_server, "/Users", {"filter": 'userName eq "grace.hopper@contoso.example"'})
@@ -41,6 +42,8 @@ def test_connect_then_provision_on_demand_creates_then_updates_the_user(entra: E
     second = entra.run("provision", user["id"])
     assert second.code == 0, second.text
     assert "Result: Success (action Update" in second.out
+    assert f"id={stored['id']}; userName=grace.hopper@contoso.example" in second.out  # the matched target
+    assert "ReportableIdentifier=grace.hopper@contoso.example" in second.out
     assert scim_get(scim_server, f"/Users/{stored['id']}")["displayName"] == "Rear Admiral Grace Hopper"
     assert entra.graph.scim_requests == [
         "GET /Users",

@@ -144,3 +144,19 @@ def test_sovereign_clouds_pair_sign_in_and_graph_hosts(cloud, graph):
     assert chosen.graph_endpoint == graph
     assert chosen.app_only_scope == f"{graph}/.default"
     assert resolve(cloud, graph_endpoint="https://127.0.0.1:1/").graph_endpoint == "https://127.0.0.1:1"
+
+
+def test_an_unknown_tenant_is_a_sentence_not_a_traceback(entra: Entra):
+    result = entra.run("status", "--tenant", "no-such-tenant.example")
+    assert result.code == 2
+    assert "Could not use the sign-in service" in result.err and "no-such-tenant.example" in result.err
+    assert "Check --tenant (a tenant id or domain)" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_an_untrusted_certificate_gets_the_ca_bundle_hint(entra: Entra, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    result = entra.run("status")
+    assert result.code == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in result.err
+    assert "point REQUESTS_CA_BUNDLE at its CA" in result.err

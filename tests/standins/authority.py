@@ -63,8 +63,10 @@ class Authority:
 
     def handle(self, request: Request) -> Response:
         parts = request.path.strip("/").split("/")
-        if len(parts) < 2 or parts[0] not in (TENANT_ID, "contoso.example", "organizations"):
-            return self._violation(f"{request.method} {request.path}: unknown tenant or path", 400)
+        if len(parts) < 2:
+            return self._violation(f"{request.method} {request.path}: no tenant in the path", 400)
+        if parts[0] not in (TENANT_ID, "contoso.example", "organizations"):
+            return self._error(400, "invalid_tenant", f"AADSTS90002: Tenant '{parts[0]}' not found.")
         route = "/".join(parts[1:])
         if request.method == "GET" and route == "v2.0/.well-known/openid-configuration":
             return Response(200, self._discovery())

@@ -443,6 +443,13 @@ class Graph:
                 "Import",
                 "Success",
                 f"Retrieved User '{user['userPrincipalName']}' from Azure Active Directory",
+                {
+                    "objectId": user["id"],
+                    "accountEnabled": user["accountEnabled"],
+                    "displayName": user["displayName"],
+                    "mailNickname": user["mailNickname"],
+                    "userPrincipalName": user["userPrincipalName"],
+                },
             )
         ]
         steps.append(
@@ -460,8 +467,11 @@ class Graph:
                 return self._export_failed(steps, user, found, "EntryImport", "Matching")
             resources = found.json().get("Resources", [])
             if resources:
-                steps.append(_step("EntryImport", "Matching", "Success", f"Retrieved '{upn}' from customappsso"))
                 target = resources[0]
+                matched = {key: target.get(key) for key in ("active", "displayName", "externalId", "id", "userName")}
+                steps.append(
+                    _step("EntryImport", "Matching", "Success", f"Retrieved '{upn}' from customappsso", matched)
+                )
                 ops = [{"op": "Replace", "path": "displayName", "value": user["displayName"]}]
                 answer = self._scim(
                     app.secrets, "PATCH", f"/Users/{target['id']}", body={"schemas": [PATCH_OP], "Operations": ops}
@@ -484,7 +494,13 @@ class Graph:
             return self._export_failed(steps, user, answer, "EntryExportAdd", "Export")
         target_id = (answer.json() if answer.content else target)["id"]
         steps.append(
-            _step(f"EntryExport{action}", "Export", "Success", f"User '{upn}' was {action.lower()}d in customappsso")
+            _step(
+                f"EntryExport{action}",
+                "Export",
+                "Success",
+                f"User '{upn}' was {action.lower()}d in customappsso",
+                {"ReportableIdentifier": upn},
+            )
         )
         value = _on_demand_value(user, steps, "Success", target_id, action)
         log = _log_entry(app.sp_id, upn, False, 0, action=action.lower(), source_id=user["id"], target_id=target_id)
@@ -603,14 +619,16 @@ def _job_json(job: Job) -> dict:
     }
 
 
-def _step(name: str, kind: str, status: str, description: str) -> dict:
+def _step(name: str, kind: str, status: str, description: str, details: dict | None = None) -> dict:
+    """One provisioningStep as provisionOnDemand reports it; ``details`` are string pairs (the documented example
+    lists the source user's attributes on import, the matched target's on matching)."""
     return {
         "name": name,
         "type": kind,
         "status": status,
         "description": description,
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "details": {},
+        "details": {key: str(value) for key, value in (details or {}).items()},
     }
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 EXIT_REFUSED = 1  # Entra said no: a failed validation or provisioning step
 EXIT_UNUSABLE = 2  # could not ask: sign-in, permissions, Graph errors
+EXIT_INTERRUPTED = 130
 DEFAULT_APP_NAME = "SCIM endpoint"
 
 
@@ -199,6 +200,9 @@ def run(args: argparse.Namespace, output: Output | None = None, stdin: TextIO | 
     except ProvisioningError as failure:
         out.note(f"scim entra {args.entra_command}: {failure}")
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        out.note(f"scim entra {args.entra_command}: interrupted")
+        return EXIT_INTERRUPTED
 
 
 def _graph(args: argparse.Namespace, out: Output, stdin: TextIO, *commands: str) -> tuple[GraphClient, TokenSource]:
@@ -451,6 +455,9 @@ def _provision(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
     out.line(f"Provision on demand: {user.get('userPrincipalName')} ({user['id']}) -> {app.display_name!r}")
     for step in detail.get("provisioningSteps", []):
         out.line(f"  {step.get('type', ''):9} {step.get('status', ''):8} {step.get('description', '')}")
+        pairs = "; ".join(f"{key}={value}" for key, value in (step.get("details") or {}).items())
+        if pairs:
+            out.line(f"                     {pairs[:200]}{'…' if len(pairs) > 200 else ''}")
     target = (detail.get("targetIdentity") or {}).get("id")
     outcome = result.get("result", "?")
     details = result.get("details") or {}

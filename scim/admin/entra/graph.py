@@ -62,8 +62,15 @@ class GraphClient:
             try:
                 response = self._send(method, url, params, body)
             except requests.RequestException as failure:
-                if attempt == self.attempts or not retry_errors:
-                    raise GraphError(f"Could not reach Microsoft Graph at {self.endpoint}: {_brief(failure)}") from None
+                if attempt == self.attempts or not retry_errors or isinstance(failure, requests.exceptions.SSLError):
+                    hint = (
+                        " (behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA)"
+                        if isinstance(failure, requests.exceptions.SSLError)
+                        else ""
+                    )
+                    raise GraphError(
+                        f"Could not reach Microsoft Graph at {self.endpoint}: {_brief(failure)}{hint}"
+                    ) from None
                 self._wait(self._backoff(attempt), f"Graph unreachable ({type(failure).__name__})")
                 continue
             if response.status_code < 400:

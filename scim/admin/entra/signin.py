@@ -75,22 +75,36 @@ class TokenSource:
             "instance_discovery": options.cloud.authority_host.startswith("https://login."),
             "token_cache": self._cache,
         }
-        if options.app_only:
-            if not options.client_id:
-                raise SignInError("App-only sign-in needs --client-id (the app registration's application id).")
-            self._app: msal.ClientApplication = msal.ConfidentialClientApplication(
-                options.client_id, client_credential=self._credential(), **common
-            )
-        else:
-            self._load_cache()
-            self._app = msal.PublicClientApplication(options.client_id or DEFAULT_PUBLIC_CLIENT_ID, **common)
+        if options.app_only and not options.client_id:
+            raise SignInError("App-only sign-in needs --client-id (the app registration's application id).")
+        try:  # msal reads the authority's OpenID configuration here
+            if options.app_only:
+                self._app: msal.ClientApplication = msal.ConfidentialClientApplication(
+                    options.client_id, client_credential=self._credential(), **common
+                )
+            else:
+                self._load_cache()
+                self._app = msal.PublicClientApplication(options.client_id or DEFAULT_PUBLIC_CLIENT_ID, **common)
+        except (requests.RequestException, ValueError) as problem:
+            raise SignInError(self._unusable(problem)) from None
 
     def __call__(self) -> str:
-        result = self._acquire()
+        try:
+            result = self._acquire()
+        except requests.RequestException as problem:
+            raise SignInError(self._unusable(problem)) from None
         if "access_token" not in result:
             raise SignInError(_describe(result))
         self._save_cache()
         return str(result["access_token"])
+
+    def _unusable(self, problem: BaseException) -> str:
+        detail = str(problem).splitlines()[0][:300] if str(problem) else type(problem).__name__
+        return (
+            f"Could not use the sign-in service {self.options.authority}: {detail}. Check --tenant (a tenant id or "
+            "domain), --cloud or --authority-host, and the network (behind a TLS-inspecting proxy, point "
+            "REQUESTS_CA_BUNDLE at its CA)."
+        )
 
     def app_token(self, scope: str) -> tuple[str, int]:
         """An app-only token for another resource (Key Vault), with its expiry as a Unix time."""
