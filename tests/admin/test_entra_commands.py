@@ -36,6 +36,13 @@ def test_connect_creates_the_app_job_and_credentials_then_starts(entra: Entra, s
     assert entra.graph.requests.count(f"GET /v1.0/servicePrincipals/{app.sp_id}") == 2
 
 
+def test_connect_scope_sets_sync_all(entra: Entra, scim_server: LocalServer):
+    result = entra.connect(scim_server.base_url, scim_server.token, "--scope", "all")
+    assert result.code == 0, result.text
+    assert "scope: all users and groups" in result.out
+    assert entra.graph.app("SCIM endpoint").secrets["SyncAll"] == "true"
+
+
 def test_connect_again_reuses_the_app_and_job(entra: Entra, scim_server: LocalServer):
     connected(entra, scim_server)
     again = entra.connect(scim_server.base_url, scim_server.token)

@@ -27,7 +27,8 @@ from tests.standins.https_server import HttpsServer, Request, Response
 
 CUSTOM_APP_TEMPLATE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 USER_ROLE_ID = "18d14569-c3bd-439b-9a66-3a2aee01d14f"  # a non-gallery app's "User" app role
-SECRET_KEYS = {"BaseAddress", "SecretToken", "SyncNotificationSettings", "SyncAll", "NotificationEmail"}
+# The keys Graph documents for synchronization secrets ("Supported key value pairs").
+SECRET_KEYS = {"BaseAddress", "SecretToken", "SyncNotificationSettings", "SyncAll", "SkipOutOfScopeDeletions"}
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

@@ -131,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
         help="assign a user or group to the app (repeatable)",
     )
     connect.add_argument("--no-start", action="store_true", help="configure and validate, but leave the job off")
+    connect.add_argument(
+        "--scope",
+        choices=("assigned", "all"),
+        help="provision only assigned users and groups, or all of them (default: Entra's, assigned)",
+    )
 
     status = sub.add_parser("status", parents=[common], help="job state, last cycle, quarantine, progress")
     status.add_argument("--watch", action="store_true", help="refresh until interrupted")
@@ -282,8 +287,9 @@ def _connect(args: argparse.Namespace, out: Output, stdin: TextIO) -> int:
         out.line("Nothing was saved: Entra keeps its previous credentials.")
         return EXIT_REFUSED
     out.line(f"Test Connection to {credentials.tenant_url}: OK")
-    provisioning.save_credentials(graph, app, credentials)
-    out.line("Saved the tenant URL and secret token in Entra")
+    provisioning.save_credentials(graph, app, credentials, None if args.scope is None else args.scope == "all")
+    scope = f"; scope: {args.scope} users and groups" if args.scope else ""
+    out.line(f"Saved the tenant URL and secret token in Entra{scope}")
     for target in args.assign:
         _assign(graph, app, target, out)
     if args.no_start:

@@ -154,9 +154,13 @@ def _verdict_hint(verdict: str) -> str:
     return verdict
 
 
-def save_credentials(graph: GraphClient, app: App, credentials: Credentials) -> None:
+def save_credentials(graph: GraphClient, app: App, credentials: Credentials, sync_all: bool | None = None) -> None:
+    """``sync_all`` sets the scope (True: all users and groups; False: only those assigned); None leaves it out."""
+    pairs = credentials.pairs()
+    if sync_all is not None:
+        pairs.append({"key": "SyncAll", "value": "true" if sync_all else "false"})
     path = f"servicePrincipals/{app.service_principal_id}/synchronization/secrets"
-    graph.call("PUT", path, ops.WRITE_SYNC, body={"value": credentials.pairs()})
+    graph.call("PUT", path, ops.WRITE_SYNC, body={"value": pairs})
 
 
 def start(graph: GraphClient, app: App, job: dict) -> None:
