@@ -34,6 +34,7 @@ MIN_LIFETIME_MINUTES = 60
 MAX_LIFETIME_MINUTES = 360
 """Microsoft's gallery rules: access tokens expire between 60 minutes and six hours."""
 MAX_LIFETIME_SECONDS = MAX_LIFETIME_MINUTES * 60
+MAX_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class AccessTokens:
         self._signing_kid = key_id(signing_keys[0])
         self.lifetime_seconds = lifetime_minutes * 60
         self._clock = clock
+        self._verified: dict[str, tuple[AccessGrant, int, int]] = {}
+        """Tokens whose signature and claims were checked, with their ``iat`` and ``exp``: Entra presents the same
+        token on every request for an hour, so the signature is checked once per process and token, and each later
+        use costs a dictionary lookup and the time window check (revocation is the caller's, on every use)."""
 
     def issue(self, grant: AccessGrant) -> str:
         now = int(self._clock())
@@ -82,6 +87,8 @@ class AccessTokens:
 
     def owns(self, token: str) -> bool:
         """Whether the token claims to be one of ours (HS256, a known ``kid``); says nothing about its validity."""
+        if token in self._verified:
+            return True
         if not looks_like_jwt(token):
             return False
         try:
@@ -96,6 +103,12 @@ class AccessTokens:
         The times are checked here rather than by PyJWT, against the injectable clock, and only as integers
         within our own lifetimes (a string or ``1e300`` is no date).
         """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            grant, issued, expires = remembered
+            if not issued - LEEWAY_SECONDS <= self._clock() <= expires + LEEWAY_SECONDS:
+                raise _rejected()
+            return grant
         try:
             key = self._keys[jwt.get_unverified_header(token)["kid"]]
             claims = jwt.decode(
@@ -123,7 +136,11 @@ class AccessTokens:
             raise _rejected()
         if not isinstance(client_id, str) or client_id != claims["sub"]:
             raise _rejected()
-        return AccessGrant(tenant, client_id, tuple(scope.split()))
+        grant = AccessGrant(tenant, client_id, tuple(scope.split()))
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = (grant, issued, expires)
+        return grant
 
 
 def _rejected() -> ScimError:

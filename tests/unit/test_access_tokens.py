@@ -137,3 +137,19 @@ def test_signing_key_and_lifetime_settings():
         Settings("unused", None).check()
     with pytest.raises(ConfigurationError, match="SCIM_WIF_METADATA_URL"):
         Settings("unused", None, token_signing_keys=(NEW,), wif_metadata_url="http://evil.example/{tenant}").check()
+
+
+def test_a_token_is_checked_once_per_process_then_remembered_within_its_window(monkeypatch):
+    import scim.access_tokens as module
+
+    clock = Clock()
+    tokens = AccessTokens((NEW,), 60, clock)
+    token = tokens.issue(GRANT)
+    decoded = []
+    real = module.jwt.decode
+    monkeypatch.setattr(module.jwt, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    for _ in range(3):
+        assert tokens.owns(token) and tokens.verify(token) == GRANT
+    assert decoded == [1]
+    clock.now += 3600 + LEEWAY_SECONDS + 1
+    assert refused(tokens, token)  # remembered tokens still expire
