@@ -212,6 +212,10 @@ class TenantAdmin:
         rows = await delete_tenant_data(self._table_store, tenant) if delete_data else 0
         return len(doomed), rows
 
+    async def prune_assertions(self) -> int:
+        """Delete the records of used WIF client assertions that have expired; returns how many."""
+        return await self.credentials.delete_expired_assertions(utc_now())
+
     async def _known(self, tenant: str) -> None:
         tenants, _ = await self.credentials.all_rows()
         if tenant not in tenants:

@@ -54,6 +54,7 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     remove = sub.add_parser("remove", help="revoke all of a tenant's credentials and forget it")
     remove.add_argument("name")
     remove.add_argument("--delete-data", action="store_true", help="also delete its Users, Groups and memberships")
+    sub.add_parser("prune", help="delete the records of expired WIF client assertions (replay protection)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +74,7 @@ async def _run(admin: TenantAdmin, args: argparse.Namespace) -> int:
         "federate": _federate,
         "revoke": _revoke,
         "remove": _remove,
+        "prune": _prune,
     }
     async with admin:
         try:
@@ -141,6 +143,10 @@ async def _remove(admin: TenantAdmin, args: argparse.Namespace) -> None:
     credentials, rows = await admin.remove_tenant(args.name, args.delete_data)
     data = f", {rows} data rows deleted" if args.delete_data else " (its data is kept; --delete-data deletes it)"
     print(f"tenant {args.name} removed: {credentials} credentials revoked{data}")
+
+
+async def _prune(admin: TenantAdmin, args: argparse.Namespace) -> None:
+    print(f"deleted {await admin.prune_assertions()} expired client-assertion records")
 
 
 def _print_issued(issued: IssuedSecret, field: str) -> None:

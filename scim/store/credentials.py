@@ -26,7 +26,7 @@ from azure.data.tables.aio import TableClient
 from scim.credentials import Credential
 from scim.store import retries
 from scim.store.contract import StoreError, StoreUnavailable
-from scim.store.tables import TableStore
+from scim.store.tables import MAX_TRANSACTION_OPERATIONS, TableStore
 
 TABLE_SUFFIX = "Credentials"
 CREDENTIAL_PARTITION = "credential"
@@ -117,6 +117,28 @@ class CredentialStore:
 
     async def remove_tenant_row(self, name: str) -> None:
         await self.delete([TENANT_PREFIX + _key_part(name)])
+
+    async def delete_expired_assertions(self, now: datetime) -> int:
+        """Delete the used-assertion rows whose assertion has expired (it fails its ``exp`` check anyway, so
+        forgetting it re-opens no replay); returns how many."""
+        table = await self._client()
+
+        async def expired() -> list[str]:
+            rows = table.query_entities(
+                "PartitionKey eq @pk and expires lt @now",
+                parameters={"pk": ASSERTION_PARTITION, "now": now},
+                select=["RowKey"],
+            )
+            return [str(row["RowKey"]) async for row in rows]
+
+        row_keys = await self._run(expired)
+        for start in range(0, len(row_keys), MAX_TRANSACTION_OPERATIONS):
+            batch = [
+                ("delete", {"PartitionKey": ASSERTION_PARTITION, "RowKey": row_key})
+                for row_key in row_keys[start : start + MAX_TRANSACTION_OPERATIONS]
+            ]
+            await self._run(lambda batch=batch: table.submit_transaction(batch))
+        return len(row_keys)
 
     async def claim_assertion(self, issuer_tenant: str, assertion_id: str, expires: datetime) -> bool:
         """Record one use of an assertion; False if it was used before (a replay), whichever instance saw it."""

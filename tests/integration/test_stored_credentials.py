@@ -310,3 +310,18 @@ def test_the_cli_says_what_is_wrong(azurite_connection_string):
     assert bad_expiry.returncode == 1 and "--expires" in bad_expiry.stderr
     unusable = tenants_cli("DefaultEndpointsProtocol=http;AccountName=x", "list")
     assert unusable.returncode == 2 and "Traceback" not in unusable.stderr
+
+
+async def test_prune_deletes_only_expired_assertion_records_and_a_live_one_stays_a_replay(
+    store, admin, azurite_connection_string
+):
+    credentials = CredentialStore(store)
+    entra_tenant = f"ce5f061f-0000-4000-8000-{secrets.token_hex(6)}"
+    now = utc_now()
+    assert await credentials.claim_assertion(entra_tenant, "expired-jti", now - timedelta(minutes=1))
+    assert await credentials.claim_assertion(entra_tenant, "live-jti", now + timedelta(hours=1))
+    assert await admin.prune_assertions() >= 1
+    assert await credentials.claim_assertion(entra_tenant, "live-jti", now + timedelta(hours=1)) is False
+    assert await credentials.claim_assertion(entra_tenant, "expired-jti", now - timedelta(minutes=1))  # forgotten
+    pruned = tenants_cli(azurite_connection_string, "prune")
+    assert pruned.returncode == 0 and "expired client-assertion records" in pruned.stdout
