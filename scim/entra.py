@@ -1,7 +1,7 @@
 """Entra's request shapes that scim2-models does not read as Entra means them, rewritten into RFC 7644 form.
 
 Every quirk lives here, in front of the library, instead of as special cases through the service. The shapes are
-catalogued in ``shared/research/entra-client.md`` (§29-32 for PATCH, §20 for POST):
+catalogued in ``docs/entra-client.md`` (§29-32 for PATCH, §20 for POST):
 
 - the enterprise ``manager`` as a bare id string, a one-element list, ``{"Value": …}``, or ``""``/``null`` to clear it;
 - a single-valued attribute sent as ``[{"$ref": null, "value": x}]``;

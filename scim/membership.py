@@ -2,7 +2,7 @@
 
 The member list of a large group is never loaded to apply a PATCH: the operations are folded, in order, into the
 set of ids to add, the set to remove and whether the whole list is cleared first, and the store applies that delta
-row by row. Shapes (``shared/research/entra-client.md`` §47-48):
+row by row. Shapes (``docs/entra-client.md`` §47-48):
 
 - ``Add``/``add`` ``members`` with ``[{"$ref": null, "value": "<id>"}]`` (any number of values);
 - ``Remove`` ``members`` with a value list (Entra's legacy dialect) — removes only those ids;

@@ -1,5 +1,5 @@
 """Replays every group example of Microsoft's SCIM provisioning tutorial and both member-removal shapes of the
-compliance doc (shared/research/entra-client.md §42-49) over real HTTP, through ``python -m scim serve``."""
+compliance doc (docs/entra-client.md §42-49) over real HTTP, through ``python -m scim serve``."""
 
 import secrets
 

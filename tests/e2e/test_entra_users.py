@@ -1,5 +1,5 @@
 """Replays the user requests of Microsoft's SCIM provisioning tutorial and the two PATCH dialects of its
-compliance doc (shared/research/entra-client.md §12-32) over real HTTP, through ``python -m scim serve``."""
+compliance doc (docs/entra-client.md §12-32) over real HTTP, through ``python -m scim serve``."""
 
 import secrets
 

@@ -1,4 +1,4 @@
-"""Entra's request shapes (shared/research/entra-client.md §20, §28-32) become RFC 7644 operations."""
+"""Entra's request shapes (docs/entra-client.md §20, §28-32) become RFC 7644 operations."""
 
 import pytest
 
