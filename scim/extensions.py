@@ -210,7 +210,8 @@ def _target(path: Any, resource_type: str) -> tuple[str, AttrPath | ValuePath | 
     if not isinstance(path, str):
         return None
     if extension_resource_type(path):
-        return path, None
+        handled_here = is_undeclared_extension(path, resource_type) or _is_extension_of_other_type(path, resource_type)
+        return (path, None) if handled_here else None
     if not path.lower().startswith("urn:"):
         return None
     try:

@@ -146,3 +146,10 @@ def test_the_setting_accepts_keep_and_reject_only():
     Settings("UseDevelopmentStorage=true", None, (("default", "x" * 16),), undeclared_extensions="reject").check()
     with pytest.raises(ConfigurationError):
         Settings("UseDevelopmentStorage=true", None, (("default", "x" * 16),), undeclared_extensions="drop").check()
+
+
+def test_a_patch_on_the_whole_enterprise_extension_goes_to_the_models():
+    """scim2-tester removes the declared enterprise extension by its bare URN: that is not an undeclared block."""
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    others, mine = extensions.split_operations([{"op": "remove", "path": enterprise}], "User", extensions.KEEP)
+    assert (others, mine) == ([{"op": "remove", "path": enterprise}], [])
