@@ -93,10 +93,20 @@ class TenantAdmin:
         if self._owns_store:
             await self._table_store.close()
 
-    async def add_tenant(self, name: str) -> bool:
-        """Register a tenant (idempotent); True if it is new."""
+    async def add_tenant(self, name: str, share_entra_tenant_data: bool = False) -> bool:
+        """Register a tenant (idempotent); True if it is new.
+
+        A name that is an Entra tenant id is the tenant Entra-issued tokens of that Entra tenant act as (JWT mode), so
+        its stored credentials would reach that data: refused unless ``share_entra_tenant_data`` says it is meant,
+        as ``SCIM_SHARE_ENTRA_TENANT_DATA`` does for ``SCIM_BEARER_TOKENS``.
+        """
         if not TENANT_NAME.fullmatch(name):
             raise AdminError("a tenant name is 1 to 64 letters, digits, '_' or '-'")
+        if _GUID.fullmatch(name.lower()) and not share_entra_tenant_data:
+            raise AdminError(
+                f"{name} is named like an Entra tenant id, so Entra-issued tokens of that tenant would reach its data; "
+                "choose another name, or pass --share-entra-tenant-data if sharing is intended"
+            )
         return await self.credentials.add_tenant(name)
 
     async def list_tenants(self) -> list[TenantSummary]:

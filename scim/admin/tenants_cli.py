@@ -30,6 +30,11 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     sub = tenants.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="register a tenant")
     add.add_argument("name")
+    add.add_argument(
+        "--share-entra-tenant-data",
+        action="store_true",
+        help="allow a name that is an Entra tenant id (its Entra-issued tokens then reach the same data)",
+    )
     listing = sub.add_parser("list", help="tenants and their credentials (never a secret)")
     listing.add_argument("--json", action="store_true")
     secret = sub.add_parser("secret", help="create a bearer secret (Entra's Secret Token) for a tenant")
@@ -87,7 +92,7 @@ async def _run(admin: TenantAdmin, args: argparse.Namespace) -> int:
 
 
 async def _add(admin: TenantAdmin, args: argparse.Namespace) -> None:
-    added = await admin.add_tenant(args.name)
+    added = await admin.add_tenant(args.name, args.share_entra_tenant_data)
     print(f"tenant {args.name} {'added' if added else 'exists already'}")
 
 

@@ -204,6 +204,12 @@ async def test_the_admin_api_refuses_what_it_cannot_do(admin):
         await admin.create_secret(tenant_name())
     with pytest.raises(AdminError):
         await admin.add_tenant("acme.corp")
+    entra_tenant_id = f"ce5f061f-0000-4000-8000-{secrets.token_hex(6)}"
+    with pytest.raises(AdminError, match="Entra tenant id"):
+        await admin.add_tenant(entra_tenant_id)
+    with pytest.raises(AdminError, match="Entra tenant id"):
+        await admin.add_tenant(entra_tenant_id.upper())
+    assert await admin.add_tenant(entra_tenant_id, share_entra_tenant_data=True)
     name = tenant_name()
     await admin.add_tenant(name)
     assert await admin.add_tenant(name) is False
