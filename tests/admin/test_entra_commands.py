@@ -43,6 +43,14 @@ def test_connect_scope_sets_sync_all(entra: Entra, scim_server: LocalServer):
     assert entra.graph.app("SCIM endpoint").secrets["SyncAll"] == "true"
 
 
+def test_connect_no_start_leaves_the_job_off(entra: Entra, scim_server: LocalServer):
+    result = entra.connect(scim_server.base_url, scim_server.token, "--no-start")
+    assert result.code == 0, result.text
+    (job,) = entra.graph.app("SCIM endpoint").jobs.values()
+    assert job.state == "Disabled" and "Job left off (--no-start)" in result.out
+    assert not any(r.endswith("/start") for r in entra.graph.requests)
+
+
 def test_connect_again_reuses_the_app_and_job(entra: Entra, scim_server: LocalServer):
     connected(entra, scim_server)
     again = entra.connect(scim_server.base_url, scim_server.token)

@@ -73,3 +73,14 @@ def test_provision_of_an_unknown_user_names_it(entra: Entra, scim_server: LocalS
     result = entra.run("provision", "nobody@contoso.example")
     assert result.code == 1
     assert "No user 'nobody@contoso.example' in this tenant" in result.err
+
+
+def test_provision_on_demand_beyond_its_rate_limit_waits_as_graph_says(entra: Entra, scim_server: LocalServer):
+    """Graph allows 5 provisionOnDemand calls per 10 seconds; the sixth is answered 429 with Retry-After."""
+    entra.graph.add_user("rate@contoso.example", "Rate", "Limit")
+    assert entra.connect(scim_server.base_url, scim_server.token).code == 0
+    results = [entra.run("provision", "rate@contoso.example") for _ in range(6)]
+    assert [r.code for r in results] == [0] * 6, [r.text for r in results]
+    assert all("Graph answered 429" not in r.err for r in results[:5])
+    assert "Graph answered 429 (TooManyRequests); retrying in 2 s" in results[5].err
+    assert "Result: Success (action Update" in results[5].out
