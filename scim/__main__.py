@@ -9,9 +9,10 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scim.local import azurite
 from scim.local.host import REPO_ROOT, load_local_settings, serve
@@ -19,6 +20,7 @@ from scim.settings import ConfigurationError, Settings, StorageSettings
 
 if TYPE_CHECKING:
     from scim.consistency import Report
+    from scim.indexes import IndexedAttribute
     from scim.store.tables import TableStore
 
 EXIT_FINDINGS = 1
@@ -37,6 +39,8 @@ def main() -> None:
     check.add_argument("--tenant", action="append", help="check only this tenant (repeatable; default: all)")
     check.add_argument("--repair", action="store_true", help="repair what is safe to repair, conditionally")
     check.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    rebuild = commands.add_parser("reindex", help="build the rows of SCIM_INDEXED_ATTRIBUTES, online and resumably")
+    rebuild.add_argument("--tenant", action="append", help="only this tenant (repeatable; default: all)")
     commands.add_parser("entra", help="connect Entra provisioning through Microsoft Graph (python -m scim entra -h)")
     if sys.argv[1:2] == ["entra"]:  # the admin side loads msal and requests only when asked for
         from scim.admin.entra.cli import main as entra
@@ -51,6 +55,8 @@ def main() -> None:
         raise SystemExit(tenants_cli.run(args))
     if args.command == "check":
         raise SystemExit(_check(args.tenant, args.repair, args.json))
+    if args.command == "reindex":
+        raise SystemExit(_reindex(args.tenant))
     _serve(args)
 
 
@@ -86,18 +92,63 @@ def _check(tenants: list[str] | None, repair: bool, as_json: bool) -> int:
         return _unusable(str(problem))
     table_prefix = storage.table_prefix
     try:
+        indexed = _indexed_attributes()
         store = TableStore.from_settings(storage.connection_string, storage.table_uri, table_prefix)
+    except ConfigurationError as problem:
+        return _unusable(str(problem))
     except ValueError as problem:  # the SDK's word for a malformed connection string
         return _unusable(f"SCIM_STORAGE_CONNECTION_STRING is not usable: {_first_line(problem)}")
     try:
-        report = asyncio.run(_closing(store, check(store, tenants, repair)))
+        report = asyncio.run(_closing(store, check(store, tenants, repair, indexed)))
     except StoreUnavailable as failure:
         return _unusable(f"Table Storage failed ({table_prefix}Resources): {_first_line(failure.__cause__)}")
     _print_report(report, as_json)
     return 0 if all(finding.repaired for finding in report.findings) else EXIT_FINDINGS
 
 
-async def _closing(store: "TableStore", work: Awaitable["Report"]) -> "Report":
+def _indexed_attributes() -> "tuple[IndexedAttribute, ...]":
+    from scim import indexes
+
+    return indexes.parse(os.environ.get("SCIM_INDEXED_ATTRIBUTES", ""))
+
+
+def _reindex(tenants: list[str] | None) -> int:
+    """Exit 0 when every listed attribute's index is complete for the tenants, 2 when storage is unusable."""
+    from scim.reindex import reindex
+    from scim.store.contract import StoreUnavailable
+    from scim.store.tables import TableStore
+
+    storage = StorageSettings.read_environment()
+    try:
+        storage.check()
+        indexed = _indexed_attributes()
+        store = TableStore.from_settings(storage.connection_string, storage.table_uri, storage.table_prefix)
+    except ConfigurationError as problem:
+        return _unusable(str(problem))
+    except ValueError as problem:
+        return _unusable(f"SCIM_STORAGE_CONNECTION_STRING is not usable: {_first_line(problem)}")
+    if not indexed:
+        print("SCIM_INDEXED_ATTRIBUTES is empty: nothing to build")
+        return 0
+    started = time.monotonic()
+    try:
+        report = asyncio.run(_closing(store, reindex(store, indexed, tenants)))
+    except StoreUnavailable as failure:
+        return _unusable(f"Table Storage failed: {_first_line(failure.__cause__)}; run it again to resume")
+    seconds = time.monotonic() - started
+    for label in report.completed:
+        print(f"{label}: complete")
+    for label in report.already_ready:
+        print(f"{label}: was already complete")
+    rate = report.resources_read / seconds if seconds else 0.0
+    print(
+        f"{report.resources_read} resources read, {report.rows_inserted} rows inserted, "
+        f"{report.rows_withdrawn} withdrawn, {seconds:.1f} s ({rate:.0f} resources/s)"
+    )
+    return 0
+
+
+async def _closing(store: "TableStore", work: Awaitable[Any]) -> Any:
     try:
         return await work
     finally:

@@ -30,7 +30,7 @@ from typing import Any
 
 from scim2_models import SCIMException
 
-from scim import groups, protocol, users
+from scim import groups, indexes, protocol, users
 from scim.store import keys, maintenance
 from scim.store.contract import IndexKey, StoredResource
 from scim.store.maintenance import Row
@@ -75,12 +75,20 @@ class Report:
         return not self.findings
 
 
-async def check(store: TableStore, tenants: Sequence[str] | None = None, repair: bool = False) -> Report:
-    """Check the given tenants (every tenant in the table when None), repairing what can be repaired safely."""
+async def check(
+    store: TableStore,
+    tenants: Sequence[str] | None = None,
+    repair: bool = False,
+    indexed: Sequence[indexes.IndexedAttribute] = (),
+) -> Report:
+    """Check the given tenants (every tenant in the table when None), repairing what can be repaired safely.
+
+    ``indexed`` are the attributes of ``SCIM_INDEXED_ATTRIBUTES``: their rows are expected like the built-in ones
+    (missing ones are inserted on repair), and rows of an attribute no longer listed are orphans."""
     names = list(tenants) if tenants is not None else await _all_tenants(store)
     report = Report(names, 0, [])
     for tenant in names:
-        await _TenantCheck(store, tenant, repair, report).run()
+        await _TenantCheck(store, tenant, repair, report, tuple(indexed)).run()
     return report
 
 
@@ -103,6 +111,7 @@ class _TenantCheck:
     tenant: str
     repair: bool
     report: Report
+    indexed: tuple[indexes.IndexedAttribute, ...] = ()
     _edges_verified: set[tuple[str, str]] = field(default_factory=set, init=False)
 
     async def run(self) -> None:
@@ -136,7 +145,7 @@ class _TenantCheck:
         async for stored in self.store.scan(self.tenant, resource_type):
             self.report.rows_scanned += 1
             ids.add(stored.resource_id)
-            for row_key in _expected_row_keys(resource_type, stored) or ():
+            for row_key in _expected_row_keys(self.indexed, resource_type, stored) or ():
                 if expected.setdefault(hash(row_key), stored.resource_id) != stored.resource_id:
                     suspects.add(stored.resource_id)  # two resources need one unique row
         async for entity in self._scan(partition, keys.INDEX_PREFIX, ["RowKey", "resourceId"]):
@@ -169,7 +178,7 @@ class _TenantCheck:
         stored = await self.store.get(self.tenant, resource_type, resource_id)
         if stored is None:
             return f"points at {resource_type} {resource_id}, which does not exist"
-        expected = _expected_row_keys(resource_type, stored)
+        expected = _expected_row_keys(self.indexed, resource_type, stored)
         if expected is None or row_key in expected:
             return None
         return f"points at {resource_type} {resource_id}, which has no such {_index_name(row_key)}"
@@ -178,7 +187,7 @@ class _TenantCheck:
         """Judge a resource's expected rows between two reads of the resource with the same ETag: nothing rewrote it
         meanwhile, so it needed each of them all along."""
         stored = await self.store.get(self.tenant, resource_type, resource_id)
-        expected = _expected_row_keys(resource_type, stored) if stored is not None else None
+        expected = _expected_row_keys(self.indexed, resource_type, stored) if stored is not None else None
         if stored is None or expected is None:
             return
         partition = keys.partition_key(self.tenant, resource_type)
@@ -219,7 +228,7 @@ class _TenantCheck:
         if etag is None:
             return False
         stored = await self.store.get(self.tenant, resource_type, resource_id)
-        expected = _expected_row_keys(resource_type, stored) if stored is not None else frozenset()
+        expected = _expected_row_keys(self.indexed, resource_type, stored) if stored is not None else frozenset()
         if expected is not None and row_key not in expected:
             await maintenance.delete_unchanged(self.store, partition, [Row(row_key, {}, etag)])
         return True
@@ -313,14 +322,18 @@ class _TenantCheck:
         return True
 
 
-def _expected_row_keys(resource_type: str, stored: StoredResource) -> frozenset[str] | None:
+def _expected_row_keys(
+    indexed: Sequence[indexes.IndexedAttribute], resource_type: str, stored: StoredResource
+) -> frozenset[str] | None:
     """The index row keys a resource needs; None when its document no longer validates (written by an older
     version, or by hand): nobody can then say which rows it needs, so rows pointing at it are left alone."""
     try:
-        indexes = _INDEX_KEYS[resource_type](stored)
+        expected = _INDEX_KEYS[resource_type](stored) + indexes.index_keys(
+            indexes.for_type(indexed, resource_type), stored.document
+        )
     except (ValueError, SCIMException):
         return None
-    return frozenset(_row_key(index, stored.resource_id) for index in indexes)
+    return frozenset(_row_key(index, stored.resource_id) for index in expected)
 
 
 def _row_key(index: IndexKey, resource_id: str) -> str:

@@ -13,7 +13,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim import errors
+from scim import errors, indexes
 from scim.auth import Authenticator
 from scim.credential_directory import CredentialDirectory
 from scim.errors import ScimError
@@ -64,8 +64,9 @@ class ScimEndpoint:
         self.settings = settings
         self.store = store
         members = MembershipStore(store)
-        self.users = UserService(store, members, settings.undeclared_extensions)
-        self.groups = GroupService(store, members, settings.undeclared_extensions)
+        indexed = indexes.parse(settings.indexed_attributes)
+        self.users = UserService(store, members, settings.undeclared_extensions, indexed)
+        self.groups = GroupService(store, members, settings.undeclared_extensions, indexed)
         self.credentials = CredentialDirectory(CredentialStore(store))
         self.authenticator = Authenticator.from_settings(settings, self.credentials)
         self._token_endpoint: TokenEndpoint | None = None

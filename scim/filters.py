@@ -17,7 +17,7 @@ nor a response).
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -92,8 +92,11 @@ def fold(value: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
 
 
-def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
-    """Parse a filter for the endpoint of ``model`` (User or Group), or raise 400 ``invalidFilter``."""
+def parse_filter(text: str, model: type[Any] = ScimUser, extra: Mapping[str, str] | None = None) -> ParsedFilter:
+    """Parse a filter for the endpoint of ``model`` (User or Group), or raise 400 ``invalidFilter``.
+
+    ``extra`` maps the canonical paths of configured indexed attributes (:mod:`scim.indexes`) to their index names.
+    """
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"A filter may be at most {MAX_FILTER_LENGTH} characters long")
     if nesting_depth(text) > MAX_FILTER_DEPTH:
@@ -113,7 +116,8 @@ def parse_filter(text: str, model: type[Any] = ScimUser) -> ParsedFilter:
     member_ids = frozenset(_member_values(predicate.ast)) if model is ScimGroup else frozenset()
     resource_type = "Group" if model is ScimGroup else "User"
     terms = _ExtensionTerms(model, resource_type) if _names_extension(predicate.ast, resource_type) else None
-    lookup = _plan(predicate.ast, indexed)
+    core = (GROUP_SCHEMA if model is ScimGroup else USER_SCHEMA).lower()
+    lookup = _plan(predicate.ast, indexed, _Extra(core, extra or {}))
     exact = lookup is not None and lookup.index in _WHOLE_KEYS and isinstance(predicate.ast, Comparison)
     return ParsedFilter(predicate, lookup, member_ids, extension_terms=terms, exact=exact)
 
@@ -194,13 +198,34 @@ _CASE_EXACT_KEYS = frozenset({"id", "externalId"})
 _PLAN_PREFERENCE = ("id", "userName", "displayName", "externalId", "email", "member")
 
 
-def _plan(node: FilterNode, indexed: dict[str, str]) -> IndexLookup | None:
+@dataclass(frozen=True)
+class _Extra:
+    """Configured indexed attributes: canonical path (``<urn>:<name>`` lower-cased) → index name."""
+
+    core_urn: str
+    names: Mapping[str, str]
+
+    def lookup(self, node: Comparison) -> IndexLookup | None:
+        if not self.names or node.op != CompareOperator.eq or not isinstance(node.value, str):
+            return None
+        path = node.attr_path
+        name = path.attr.lower() + (f".{path.sub_attr.lower()}" if path.sub_attr else "")
+        index = self.names.get(f"{(path.uri or self.core_urn).lower()}:{name}")
+        return IndexLookup(index, node.value) if index else None
+
+
+def _preference(lookup: IndexLookup) -> int:
+    """Built-in indexes first (unique ones are a point read); configured ones after them."""
+    return _PLAN_PREFERENCE.index(lookup.index) if lookup.index in _PLAN_PREFERENCE else len(_PLAN_PREFERENCE)
+
+
+def _plan(node: FilterNode, indexed: dict[str, str], extra: _Extra) -> IndexLookup | None:
     """The most selective index lookup the filter allows: any one term of a top-level ``and`` narrows enough."""
     if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
-        lookups = [lookup for term in node.terms if (lookup := _plan(term, indexed))]
-        return min(lookups, key=lambda lookup: _PLAN_PREFERENCE.index(lookup.index), default=None)
+        lookups = [lookup for term in node.terms if (lookup := _plan(term, indexed, extra))]
+        return min(lookups, key=_preference, default=None)
     if isinstance(node, Comparison):
-        return _comparison_lookup(node, indexed)
+        return _comparison_lookup(node, indexed) or extra.lookup(node)
     if isinstance(node, ValuePath) and _is_core(node.attr_path):
         index = indexed.get(f"{node.attr_path.attr.lower()}.value")
         value = _value_eq(node.val_filter)

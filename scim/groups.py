@@ -17,7 +17,7 @@ from typing import Any
 
 from scim2_models import Context, PatchOp, ResponseParameters
 
-from scim import documents, entra, errors, extensions, protocol
+from scim import documents, entra, errors, extensions, indexes, protocol
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
@@ -47,10 +47,19 @@ _NOT_STORED = ("id", "meta", "members")
 class GroupService:
     """Groups for every tenant; every store call is scoped to the authenticated tenant."""
 
-    def __init__(self, store: TableStore, members: MembershipStore, undeclared: str = extensions.KEEP) -> None:
+    def __init__(
+        self,
+        store: TableStore,
+        members: MembershipStore,
+        undeclared: str = extensions.KEEP,
+        indexed: Sequence[indexes.IndexedAttribute] = (),
+    ) -> None:
         self._store = store
         self._members = members
         self._undeclared = undeclared
+        self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
+        self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
+        self._ready: set[tuple[str, str]] = set()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, entries = _split_body(entra.normalise_resource(payload))
@@ -61,7 +70,7 @@ class GroupService:
         now = protocol.now()
         stored = StoredResource(group_id, _document(group, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), index_keys(group))
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), self._keys(group, stored))
         try:
             await self._members.add(tenant, group_id, members)
         except StoreError as exc:  # undo, so that Entra's retry of the POST is not refused as a duplicate
@@ -82,7 +91,7 @@ class GroupService:
         if protocol.returns(query, "members"):
             page = Page(page.start, min(page.count, LIST_PAGE_WITH_MEMBERS))
         text = query.get("filter")
-        parsed = parse_filter(text, ScimGroup) if text else None
+        parsed = parse_filter(text, ScimGroup, self._extra_indexes) if text else None
         try:
             total, found = await self._find(tenant, parsed, page)
             pages = [await self._member_page(tenant, stored, query) for stored in found]
@@ -176,7 +185,7 @@ class GroupService:
         try:
             await self._remove_all_members(tenant, group_id, deadline)
             await self._members.remove(tenant, [(g, group_id) for g in await self._members.groups_of(tenant, group_id)])
-            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current))
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed))
             await self._remove_all_members(tenant, group_id, deadline + DELETE_BUDGET_SECONDS)
         except (StoreError, TimeoutError) as exc:
             raise protocol.store_error(exc) from exc
@@ -197,7 +206,7 @@ class GroupService:
                     if len(found) == page.count:
                         break
             return total, found
-        if parsed.lookup is not None:
+        if parsed.lookup is not None and await self._answerable(tenant, parsed.lookup.index):
             ids = await self._candidates(tenant, parsed)
             loaded = await all_of([self._candidate(tenant, parsed, i) for i in sorted(set(ids))])
             matches = [stored for stored in loaded if stored is not None]
@@ -218,6 +227,9 @@ class GroupService:
         if index == "member":
             return await self._members.groups_of(tenant, value) if protocol.is_safe_id(value) else []
         key = IndexKey("displayName", fold(value), True) if index == "displayName" else IndexKey(index, value, False)
+        attribute = next((a for a in self._indexed if a.key_name == index), None)
+        if attribute is not None:
+            key = IndexKey(index, attribute.lookup_value(value), unique=False)
         return await self._store.lookup(tenant, RESOURCE_TYPE, key)
 
     async def _candidate(self, tenant: str, parsed: ParsedFilter, group_id: str) -> StoredResource | None:
@@ -227,6 +239,12 @@ class GroupService:
             self._store.get(tenant, RESOURCE_TYPE, group_id), self._named_members(tenant, parsed, group_id)
         )
         return stored if stored is not None and _matches(parsed, stored, rows) else None
+
+    async def _answerable(self, tenant: str, index: str) -> bool:
+        """A built-in index always answers; a configured one once it is complete for the tenant (else: scan)."""
+        if not any(attribute.key_name == index for attribute in self._indexed):
+            return True
+        return await self._index_ready(tenant, index)
 
     async def _matches(self, tenant: str, parsed: ParsedFilter, stored: StoredResource) -> bool:
         return _matches(parsed, stored, await self._named_members(tenant, parsed, stored.resource_id))
@@ -299,6 +317,20 @@ class GroupService:
                     raise TimeoutError()
         await self._members.remove(tenant, batch)
 
+    def _keys(self, group: ScimGroup, stored: StoredResource) -> list[IndexKey]:
+        return index_keys(group) + indexes.index_keys(self._indexed, stored.document)
+
+    async def _index_ready(self, tenant: str, index: str) -> bool:
+        """Whether a configured index is complete for the tenant (its ready row exists); remembered once seen,
+        since every write keeps a complete index complete."""
+        if (tenant, index) in self._ready:
+            return True
+        attribute = next((a for a in self._indexed if a.key_name == index), None)
+        if attribute is None or not await self._store.has_row(tenant, RESOURCE_TYPE, indexes.ready_row_key(attribute)):
+            return False
+        self._ready.add((tenant, index))
+        return True
+
     async def _load(self, tenant: str, group_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, group_id)
 
@@ -306,10 +338,10 @@ class GroupService:
         self, tenant: str, current: StoredResource, group: ScimGroup, blocks: extensions.Blocks
     ) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(group, blocks), current.created, protocol.now(), "")
-        old_keys = stored_index_keys(current)
+        old_keys = stored_index_keys(current, self._indexed)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, index_keys(group)
+                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, self._keys(group, stored)
             )
 
 
@@ -363,9 +395,9 @@ def index_keys(group: ScimGroup) -> list[IndexKey]:
     return keys
 
 
-def stored_index_keys(stored: StoredResource) -> list[IndexKey]:
+def stored_index_keys(stored: StoredResource, indexed: Sequence[indexes.IndexedAttribute] = ()) -> list[IndexKey]:
     """The index rows a stored group must have; ``python -m scim check`` compares them with the rows present."""
-    return index_keys(_from_stored(stored))
+    return index_keys(_from_stored(stored)) + indexes.index_keys(indexed, stored.document)
 
 
 def _summary(group: ScimGroup) -> dict[str, str]:

@@ -84,6 +84,8 @@ class Settings:
     undeclared_extensions: str = "keep"
     """``keep`` stores attributes of extension schemas nothing declares (Entra's custom attributes); ``reject``
     answers 400 naming them. Never a silent drop."""
+    indexed_attributes: str = ""
+    """``SCIM_INDEXED_ATTRIBUTES`` as written; :func:`scim.indexes.parse` reads it (checked in :meth:`check`)."""
     token_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     access_token_minutes: int = 60
     wif_metadata_url: str = DEFAULT_WIF_METADATA_URL
@@ -114,6 +116,7 @@ class Settings:
             access_token_minutes=parse_minutes(env.get("SCIM_ACCESS_TOKEN_MINUTES", "")),
             wif_metadata_url=(env.get("SCIM_WIF_METADATA_URL") or "").strip() or DEFAULT_WIF_METADATA_URL,
             share_entra_tenant_data=_flag("SCIM_SHARE_ENTRA_TENANT_DATA", env.get("SCIM_SHARE_ENTRA_TENANT_DATA", "")),
+            indexed_attributes=env.get("SCIM_INDEXED_ATTRIBUTES") or "",
         )
         settings.check()
         return settings
@@ -145,6 +148,9 @@ class Settings:
                 "of that tenant would reach its data; rename it, or set SCIM_SHARE_ENTRA_TENANT_DATA=true if sharing "
                 "is wanted"
             )
+        from scim import indexes  # the models it resolves paths with are loaded by the endpoint anyway
+
+        indexes.parse(self.indexed_attributes)
         if self.entra_enabled:
             for tenant_id in self.entra_tenant_ids:
                 if not _GUID.fullmatch(tenant_id):

@@ -6,12 +6,12 @@ write is one conditional store transaction, so a request that fails changes noth
 """
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from scim import documents, entra, errors, extensions, protocol
+from scim import documents, entra, errors, extensions, indexes, protocol
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
@@ -36,10 +36,19 @@ _NOT_STORED = ("id", "meta", "groups", "password")
 class UserService:
     """Users for every tenant; ``tenant`` is who authenticated, and every store call is scoped to it."""
 
-    def __init__(self, store: TableStore, members: MembershipStore, undeclared: str = extensions.KEEP) -> None:
+    def __init__(
+        self,
+        store: TableStore,
+        members: MembershipStore,
+        undeclared: str = extensions.KEEP,
+        indexed: Sequence[indexes.IndexedAttribute] = (),
+    ) -> None:
         self._store = store
         self._members = members
         self._undeclared = undeclared
+        self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
+        self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
+        self._ready: set[tuple[str, str]] = set()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
@@ -47,7 +56,7 @@ class UserService:
         now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), index_keys(user))
+            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), self._keys(user, stored))
         return _render(stored, base_url, None)
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
@@ -104,7 +113,7 @@ class UserService:
             current, groups = await both(self._load(tenant, resource_id), self._group_ids(tenant, resource_id))
             protocol.check_precondition(current, if_match)
             await self._members.remove(tenant, [(group_id, resource_id) for group_id in groups])
-            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current))
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed))
             await self._leave_all_groups(tenant, resource_id)
         except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
@@ -136,9 +145,9 @@ class UserService:
         parameters = protocol.response_parameters(query, ScimUser)
         page = protocol.page_of(query)
         text = query.get("filter")
-        parsed = parse_filter(text) if text else None
+        parsed = parse_filter(text, ScimUser, self._extra_indexes) if text else None
         try:
-            if parsed is not None and parsed.lookup is not None:
+            if parsed is not None and parsed.lookup is not None and await self._answerable(tenant, parsed.lookup):
                 total, found, groups = await self._list_indexed(tenant, parsed, page, query, base_url)
             else:
                 if parsed is None:
@@ -183,8 +192,18 @@ class UserService:
     async def _candidate_ids(self, tenant: str, lookup: IndexLookup) -> list[str]:
         if lookup.index == "id":
             return [lookup.value] if protocol.is_safe_id(lookup.value) else []
-        key = _lookup_key(lookup)
+        attribute = next((a for a in self._indexed if a.key_name == lookup.index), None)
+        if attribute is not None:
+            key = IndexKey(attribute.key_name, attribute.lookup_value(lookup.value), unique=False)
+        else:
+            key = _lookup_key(lookup)
         return await self._store.lookup(tenant, RESOURCE_TYPE, key)
+
+    async def _answerable(self, tenant: str, lookup: IndexLookup) -> bool:
+        """A built-in index always answers; a configured one once it is complete for the tenant (else: scan)."""
+        if not any(attribute.key_name == lookup.index for attribute in self._indexed):
+            return True
+        return await self._index_ready(tenant, lookup.index)
 
     async def _list_scanned(self, tenant: str, parsed: ParsedFilter, page: Page) -> tuple[int, list[StoredResource]]:
         total = 0
@@ -196,6 +215,20 @@ class UserService:
                     found.append(stored)
         return total, found
 
+    def _keys(self, user: ScimUser, stored: StoredResource) -> list[IndexKey]:
+        return index_keys(user) + indexes.index_keys(self._indexed, stored.document)
+
+    async def _index_ready(self, tenant: str, index: str) -> bool:
+        """Whether a configured index is complete for the tenant (its ready row exists); remembered once seen,
+        since every write keeps a complete index complete."""
+        if (tenant, index) in self._ready:
+            return True
+        attribute = next((a for a in self._indexed if a.key_name == index), None)
+        if attribute is None or not await self._store.has_row(tenant, RESOURCE_TYPE, indexes.ready_row_key(attribute)):
+            return False
+        self._ready.add((tenant, index))
+        return True
+
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, resource_id)
 
@@ -203,10 +236,10 @@ class UserService:
         self, tenant: str, current: StoredResource, user: ScimUser, blocks: extensions.Blocks
     ) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(user, blocks), current.created, protocol.now(), "")
-        old_keys = stored_index_keys(current)
+        old_keys = stored_index_keys(current, self._indexed)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, index_keys(user)
+                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, self._keys(user, stored)
             )
 
 
@@ -265,9 +298,9 @@ def index_keys(user: ScimUser) -> list[IndexKey]:
     return keys
 
 
-def stored_index_keys(stored: StoredResource) -> list[IndexKey]:
+def stored_index_keys(stored: StoredResource, indexed: Sequence[indexes.IndexedAttribute] = ()) -> list[IndexKey]:
     """The index rows a stored user must have; ``python -m scim check`` compares them with the rows present."""
-    return index_keys(_from_stored(stored))
+    return index_keys(_from_stored(stored)) + indexes.index_keys(indexed, stored.document)
 
 
 def _lookup_key(lookup: IndexLookup) -> IndexKey:

@@ -94,6 +94,21 @@ async def create(
     return None if results is None else str(results[-1]["etag"])
 
 
+async def insert_many(
+    store: TableStore, partition: str, rows: Sequence[tuple[str, dict[str, Any]]]
+) -> list[str] | None:
+    """Insert up to 100 rows that must not exist yet, in one transaction: their ETags, or None (nothing inserted) if
+    any of them was written meanwhile."""
+    operations = [("create", {**_keys(partition, row_key), **properties}, {}) for row_key, properties in rows]
+    results = await _submit(store, list(operations))
+    return None if results is None else [str(result["etag"]) for result in results]
+
+
+async def upsert(store: TableStore, partition: str, row_key: str, properties: dict[str, Any]) -> None:
+    """Write a row whatever it holds: for state rows only the writer owns (a run's progress)."""
+    await _submit(store, [("upsert", {**_keys(partition, row_key), **properties}, {})])
+
+
 async def _submit(
     store: TableStore, operations: list[tuple[str, dict[str, Any], dict[str, Any]]]
 ) -> list[dict[str, Any]] | None:

@@ -290,6 +290,10 @@ class TableStore:
         entity = await self.point_read(keys.partition_key(tenant, resource_type), keys.resource_row_key(resource_id))
         return None if entity is None else _stored(entity)
 
+    async def has_row(self, tenant: str, resource_type: str, row_key: str) -> bool:
+        """Whether a row outside the resource and index ranges (a state row, such as an index's ready row) exists."""
+        return await self.point_read(keys.partition_key(tenant, resource_type), row_key) is not None
+
     async def lookup(self, tenant: str, resource_type: str, index: IndexKey) -> list[str]:
         """The ids of the resources an index key points at: a point read, or a range read of one prefix."""
         partition = keys.partition_key(tenant, resource_type)
@@ -299,11 +303,16 @@ class TableStore:
         prefix = keys.shared_index_prefix(index.name, index.value)
         return [entity["resourceId"] async for entity in self._prefix(partition, prefix, ["resourceId"])]
 
-    async def scan(self, tenant: str, resource_type: str) -> AsyncIterator[StoredResource]:
-        """Every resource of a type, in id order, read page by page (never the whole partition at once)."""
+    async def scan(self, tenant: str, resource_type: str, after: str = "") -> AsyncIterator[StoredResource]:
+        """Every resource of a type (with an id greater than ``after``), in id order, read page by page (never the
+        whole partition at once)."""
         partition = keys.partition_key(tenant, resource_type)
-        async for entity in self._prefix(partition, keys.RESOURCE_PREFIX, None):
-            yield _stored(entity)
+        low = keys.resource_row_key(after) if after else keys.RESOURCE_PREFIX
+        high = keys.prefix_upper_bound(keys.RESOURCE_PREFIX)
+        async for entity in self.range(partition, low, high, None):
+            stored = _stored(entity)
+            if stored.resource_id != after:
+                yield stored
 
     async def count(self, tenant: str, resource_type: str) -> int:
         """How many resources of a type exist, reading keys only."""

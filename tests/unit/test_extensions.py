@@ -3,7 +3,7 @@ operations to blocks, projection, and filters on values kept as sent."""
 
 import pytest
 
-from scim import entra, extensions
+from scim import entra, extensions, indexes
 from scim.errors import ScimError
 from scim.filters import parse_filter
 from scim.schemas import ScimGroup, ScimUser, extension_resource_type, is_undeclared_extension
@@ -153,3 +153,16 @@ def test_a_patch_on_the_whole_enterprise_extension_goes_to_the_models():
     enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
     others, mine = extensions.split_operations([{"op": "remove", "path": enterprise}], "User", extensions.KEEP)
     assert (others, mine) == ([{"op": "remove", "path": enterprise}], [])
+
+
+def test_configured_attributes_are_planned_as_index_lookups():
+    listed = {a.canonical: a.key_name for a in indexes.parse(f"{ENTERPRISE}:employeeNumber,{CUSTOM}:x,nickName")}
+    number = next(name for path, name in listed.items() if path.endswith("employeenumber"))
+    parsed = parse_filter(f'{ENTERPRISE.upper()}:EMPLOYEENUMBER eq "42"', ScimUser, listed)
+    assert parsed.lookup is not None and (parsed.lookup.index, parsed.lookup.value) == (number, "42")
+    assert parse_filter(f'{CUSTOM}:x eq "1"', ScimUser, listed).lookup is not None
+    assert parse_filter('nickName eq "b"', ScimUser, listed).lookup is not None
+    assert parse_filter(f'{CUSTOM}:x eq "1" and userName eq "u"', ScimUser, listed).lookup.index == "userName"
+    assert parse_filter(f'{CUSTOM}:x co "1"', ScimUser, listed).lookup is None
+    assert parse_filter(f'{CUSTOM}:x eq "1" or nickName eq "b"', ScimUser, listed).lookup is None
+    assert parse_filter(f'{CUSTOM}:x eq "1"', ScimUser).lookup is None
