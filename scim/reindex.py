@@ -95,11 +95,12 @@ class _Reindex:
         async for stored in self.store.scan(self.tenant, self.attribute.resource_type, after):
             page.append(stored)
             if len(page) == PAGE:
-                await self._index_page(page, present)
-                await self._record(progress_key, page[-1].resource_id)
+                await self._index_page(after, page, present)
+                after = page[-1].resource_id
+                await self._record(progress_key, after)
                 page = []
         if page:
-            await self._index_page(page, present)
+            await self._index_page(after, page, present)
             await self._record(progress_key, page[-1].resource_id)
         await maintenance.create(
             self.store, self.partition, ready_key, {"attribute": self.attribute.path, "completed": protocol.now()}
@@ -111,7 +112,7 @@ class _Reindex:
         rows = self.store.range(self.partition, prefix, keys.prefix_upper_bound(prefix), ["RowKey"])
         return {str(entity["RowKey"]) async for entity in rows}
 
-    async def _index_page(self, page: list[StoredResource], present: set[str]) -> None:
+    async def _index_page(self, after: str, page: list[StoredResource], present: set[str]) -> None:
         self.report.resources_read += len(page)
         needed: list[tuple[str, str]] = []
         for stored in page:
@@ -122,7 +123,7 @@ class _Reindex:
         if not needed:
             return
         inserted = await self._insert(needed)
-        await self._withdraw_unneeded(page, inserted)
+        await self._withdraw_unneeded(after, page, inserted)
 
     async def _insert(self, needed: list[tuple[str, str]]) -> list[tuple[Row, str]]:
         """Insert the rows, a transaction per 100; a transaction that meets a row written meanwhile is redone row by
@@ -142,16 +143,20 @@ class _Reindex:
         self.report.rows_inserted += len(inserted)
         return inserted
 
-    async def _withdraw_unneeded(self, page: list[StoredResource], inserted: list[tuple[Row, str]]) -> None:
-        """A resource changed or deleted since it was read may no longer need a row just inserted for it."""
+    async def _withdraw_unneeded(self, after: str, page: list[StoredResource], inserted: list[tuple[Row, str]]) -> None:
+        """A resource changed or deleted since it was read may no longer need a row just inserted for it. The page is
+        read again as one range (not a point read per resource), after the inserts."""
+        last = page[-1].resource_id
+        fresh: dict[str, StoredResource] = {}
+        async for stored in self.store.scan(self.tenant, self.attribute.resource_type, after):
+            if stored.resource_id > last:
+                break
+            fresh[stored.resource_id] = stored
         versions = {stored.resource_id: stored.etag for stored in page}
-        ids = sorted({rid for _, rid in inserted})
-        fresh = await asyncio.gather(*(self.store.get(self.tenant, self.attribute.resource_type, i) for i in ids))
-        changed = {rid: now for rid, now in zip(ids, fresh, strict=True) if now is None or now.etag != versions[rid]}
         for row, rid in inserted:
-            if rid not in changed:
+            now = fresh.get(rid)
+            if now is not None and now.etag == versions[rid]:
                 continue
-            now = changed[rid]
             needs = now is not None and row.row_key in {
                 keys.shared_index_row_key(k.name, k.value, rid) for k in self.attribute.keys(now.document)
             }
