@@ -13,7 +13,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim import errors, indexes
+from scim import declarations, errors, indexes
 from scim.auth import Authenticator
 from scim.credential_directory import CredentialDirectory
 from scim.errors import ScimError
@@ -64,7 +64,9 @@ class ScimEndpoint:
         self.settings = settings
         self.store = store
         members = MembershipStore(store)
-        indexed = indexes.parse(settings.indexed_attributes)
+        declared = declarations.load(settings.schema_extensions)
+        declarations.use(declared)
+        indexed = indexes.parse(settings.indexed_attributes, declared)
         self.users = UserService(store, members, settings.undeclared_extensions, indexed)
         self.groups = GroupService(store, members, settings.undeclared_extensions, indexed)
         self.credentials = CredentialDirectory(CredentialStore(store))

@@ -77,13 +77,14 @@ def project(
     """A full document projected by ``attributes``/``excludedAttributes``: the models project what they declare,
     :func:`scim.extensions.project` the undeclared extensions; ``meta`` keeps the stored timestamps' text, so that a
     projected answer prints them exactly as a full one does."""
+    blocks = extensions.stored_blocks(document, resource_type)
     if parameters is None:
-        return document
+        return extensions.with_blocks(document, extensions.shown(blocks, resource_type), resource_type)
     with ENTRA_POLICY:
         resource = model.model_validate(document, scim_ctx=Context.DEFAULT)
         projected = resource.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=parameters)
     if isinstance(projected.get("meta"), dict):
         projected["meta"] = {name: document["meta"].get(name, value) for name, value in projected["meta"].items()}
-    blocks = extensions.stored_blocks(document, resource_type)
-    selected = extensions.project(blocks, parameters.attributes, parameters.excluded_attributes)
+    shown = extensions.shown(blocks, resource_type, extensions.named_paths(parameters.attributes))
+    selected = extensions.project(shown, parameters.attributes, parameters.excluded_attributes)
     return extensions.with_blocks(projected, selected, resource_type)

@@ -27,7 +27,7 @@ from scim2_models import Path, SCIMException
 from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode, LogicalExpr, ValuePath
 from scim2_models.path.expressions import LogicalOperator
 
-from scim import errors, protocol
+from scim import declarations, errors, protocol
 from scim.filters import value_matches
 from scim.schemas import extension_resource_type, is_undeclared_extension
 
@@ -126,6 +126,28 @@ def apply_operations(operations: list[Operation], blocks: Blocks) -> tuple[bool,
     return after != blocks, after
 
 
+def shown(blocks: Blocks, resource_type: str, named: set[str] | frozenset[str] = frozenset()) -> Blocks:
+    """What responses show of the blocks: a declared attribute ``returned: never`` is never shown, one ``returned:
+    request`` only when ``attributes`` names it (``named``: lower-cased ``<urn>:<attribute>``)."""
+    result: Blocks = {}
+    for urn, block in blocks.items():
+        extension = declarations.get(urn, resource_type)
+        hidden = extension.hidden(named) if extension is not None else set()
+        kept = {name: value for name, value in block.items() if f"{urn}:{name}".lower() not in hidden}
+        if kept:
+            result[urn] = kept
+    return result
+
+
+def named_paths(attributes: list[str] | None) -> set[str]:
+    """``<urn>:<attribute>`` (lower-cased) of each path in ``attributes``, without filter or sub-attribute."""
+    named = set()
+    for path in attributes or ():
+        head, separator, tail = str(path).split("[", 1)[0].rpartition(":")
+        named.add(f"{head}{separator}{tail.split('.', 1)[0]}".lower())
+    return named
+
+
 def project(blocks: Blocks, attributes: list[str] | None, excluded: list[str] | None) -> Blocks:
     """The blocks (and attributes inside them) that ``attributes``/``excludedAttributes`` let through.
 
@@ -185,7 +207,7 @@ def _is_extension_of_other_type(urn: str | None, resource_type: str) -> bool:
 def _check_allowed(urn: str | None, named: str, resource_type: str, mode: str, error: Any) -> None:
     if _is_extension_of_other_type(urn, resource_type):
         raise error(f"{named} extends another resource type than {resource_type}")
-    if mode == REJECT:
+    if mode == REJECT and declarations.get(urn, resource_type) is None:
         raise error(f"{named} is not a declared extension attribute (SCIM_UNDECLARED_EXTENSIONS=reject)")
 
 

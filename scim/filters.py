@@ -306,8 +306,12 @@ class _ExtensionTerms:
         if isinstance(node, Comparison | Present | ValuePath) and is_undeclared_extension(
             node.attr_path.uri, self._resource_type
         ):
+            from scim import declarations  # loads after this module
+
             block = _find_key(document, node.attr_path.uri or "")
-            return value_matches(_without_uri(node), document.get(block) if block else None)
+            extension = declarations.get(node.attr_path.uri, self._resource_type)
+            case_exact = extension is not None and extension.case_exact(node.attr_path.attr)
+            return value_matches(_without_uri(node), document.get(block) if block else None, case_exact)
         bound = self._bound.get(id(node))
         if bound is None:
             bound = self._bound[id(node)] = ScimFilter[self._model](node)  # type: ignore[name-defined]
@@ -324,27 +328,27 @@ def _find_key(mapping: dict[str, Any], name: str) -> str | None:
     return next((key for key in mapping if key.lower() == lowered), None)
 
 
-def value_matches(node: FilterNode, item: Any) -> bool:
+def value_matches(node: FilterNode, item: Any, case_exact: bool = False) -> bool:
     """Evaluate ``node`` (attribute paths without a URN) against a JSON object kept as sent: an undeclared
     extension block, or one entry of a multi-valued attribute inside it. Strings compare case-insensitively."""
     if isinstance(node, LogicalExpr):
-        results = (value_matches(term, item) for term in node.terms)
+        results = (value_matches(term, item, case_exact) for term in node.terms)
         return all(results) if node.op == LogicalOperator.and_ else any(results)
     if isinstance(node, Not):
-        return not value_matches(node.expr, item)
+        return not value_matches(node.expr, item, case_exact)
     if isinstance(node, ValuePath):
         values = _read(item, node.attr_path.attr, None)
         entries = values if isinstance(values, list) else [values] if values is not None else []
-        return any(isinstance(entry, dict) and value_matches(node.val_filter, entry) for entry in entries)
+        return any(isinstance(entry, dict) and value_matches(node.val_filter, entry, case_exact) for entry in entries)
     if isinstance(node, Present):
         return _present(_read(item, node.attr_path.attr, node.attr_path.sub_attr))
     if isinstance(node, Comparison):
         actual = _read(item, node.attr_path.attr, node.attr_path.sub_attr)
         if isinstance(actual, list):
             if node.op == CompareOperator.ne:
-                return all(_compare(value, node.value, node.op) for value in actual)
-            return any(_compare(value, node.value, node.op) for value in actual)
-        return _compare(actual, node.value, node.op)
+                return all(_compare(value, node.value, node.op, case_exact) for value in actual)
+            return any(_compare(value, node.value, node.op, case_exact) for value in actual)
+        return _compare(actual, node.value, node.op, case_exact)
     return False
 
 
@@ -366,9 +370,10 @@ def _present(value: Any) -> bool:
     return value not in (None, "", {}, [])
 
 
-def _compare(actual: Any, expected: Any, op: CompareOperator) -> bool:
+def _compare(actual: Any, expected: Any, op: CompareOperator, case_exact: bool = False) -> bool:
     if isinstance(actual, str) and isinstance(expected, str):
-        actual, expected = fold(actual), fold(expected)
+        if not case_exact:
+            actual, expected = fold(actual), fold(expected)
     elif isinstance(actual, bool) != isinstance(expected, bool):
         return op == CompareOperator.ne
     elif not (_is_number(actual) and _is_number(expected)) and not isinstance(actual, bool):

@@ -17,7 +17,7 @@ from typing import Any
 
 from scim2_models import Context, PatchOp, ResponseParameters
 
-from scim import documents, entra, errors, extensions, indexes, protocol
+from scim import declarations, documents, entra, errors, extensions, indexes, protocol
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
@@ -65,6 +65,7 @@ class GroupService:
         body, entries = _split_body(entra.normalise_resource(payload))
         body, blocks = extensions.split_body(body, RESOURCE_TYPE, self._undeclared)
         group = _validate(body, Context.RESOURCE_CREATION_REQUEST)
+        blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=True)
         group_id = secrets.token_hex(16)
         members = await self._resolve(tenant, entries, group_id)
         now = protocol.now()
@@ -106,6 +107,7 @@ class GroupService:
         body, entries = _split_body(entra.normalise_resource(payload))
         body, blocks = extensions.split_body(body, RESOURCE_TYPE, self._undeclared)
         group = _validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
+        blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=False)
         current, members = await both(self._load(tenant, group_id), self._resolve(tenant, entries, group_id))
         protocol.check_precondition(current, if_match)
         stored = await self._save(tenant, current, group, blocks)
@@ -157,6 +159,7 @@ class GroupService:
             _, blocks = extensions.apply_operations(
                 on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
             )
+            blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=False)
             try:
                 return await self._save(tenant, current, group, blocks)
             except ScimError as exc:

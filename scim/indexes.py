@@ -18,6 +18,7 @@ from typing import Any
 
 from scim2_models import Path, SCIMException
 
+from scim.declarations import DeclaredExtension
 from scim.filters import fold
 from scim.schemas import (
     ENTERPRISE_SCHEMA,
@@ -79,13 +80,13 @@ class IndexedAttribute:
         return value if self.case_exact else fold(value)
 
 
-def parse(raw: str) -> tuple[IndexedAttribute, ...]:
+def parse(raw: str, declared: Sequence[DeclaredExtension] = ()) -> tuple[IndexedAttribute, ...]:
     """Parse ``SCIM_INDEXED_ATTRIBUTES``: comma-separated attribute paths. A bare name is a core User attribute;
     ``urn:…:core:2.0:Group:<name>`` a core Group one; an extension path names its resource type in its URN."""
     parsed: dict[str, IndexedAttribute] = {}
     for item in (part.strip() for part in raw.split(",")):
         if item:
-            attribute = _parse_one(item)
+            attribute = _parse_one(item, declared)
             parsed.setdefault(attribute.canonical, attribute)
     return tuple(parsed.values())
 
@@ -103,7 +104,7 @@ def ready_row_key(attribute: IndexedAttribute) -> str:
     return f"{READY_PREFIX}{attribute.key_name}"
 
 
-def _parse_one(path: str) -> IndexedAttribute:
+def _parse_one(path: str, declared: Sequence[DeclaredExtension]) -> IndexedAttribute:
     urn, _, name = path.rpartition(":")
     if urn and extension_resource_type(urn):
         resource_type = extension_resource_type(urn)
@@ -112,7 +113,9 @@ def _parse_one(path: str) -> IndexedAttribute:
             attribute, _, sub = name.partition(".")
             if not attribute:
                 raise ConfigurationError(f"SCIM_INDEXED_ATTRIBUTES: {path} names no attribute")
-            return IndexedAttribute(path, resource_type, urn, attribute, sub or None, case_exact=False)
+            extension = next((e for e in declared if e.urn.lower() == urn.lower()), None)
+            case_exact = extension is not None and extension.case_exact(attribute)
+            return IndexedAttribute(path, resource_type, urn, attribute, sub or None, case_exact)
     resource_type = "Group" if urn.lower() == GROUP_SCHEMA.lower() else "User"
     return _declared(path, resource_type)
 

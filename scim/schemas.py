@@ -160,8 +160,15 @@ def _schema_documents() -> tuple[dict[str, Any], ...]:
 
 def schema_documents(base_url: str) -> list[dict[str, Any]]:
     """The /Schemas resources, with ``meta.location`` under this deployment's base URL."""
+    from scim import declarations  # loads after this module: it builds on these models
+
+    declared = tuple(
+        extension.schema.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        for resource_type in ("User", "Group")
+        for extension in declarations.active(resource_type)
+    )
     documents = []
-    for document in _schema_documents():
+    for document in _schema_documents() + declared:
         document = dict(document)
         document["meta"] = {"resourceType": "Schema", "location": f"{base_url}/Schemas/{document['id']}"}
         documents.append(document)
@@ -169,14 +176,22 @@ def schema_documents(base_url: str) -> list[dict[str, Any]]:
 
 
 def resource_type_documents(base_url: str) -> list[dict[str, Any]]:
-    """The /ResourceTypes resources."""
+    """The /ResourceTypes resources, with the declared extensions (``SCIM_SCHEMA_EXTENSIONS``) of each."""
+    from scim import declarations
+
+    def declared(resource_type: str) -> list[SchemaExtension]:
+        return [
+            SchemaExtension(schema_=extension.urn, required=extension.required)
+            for extension in declarations.active(resource_type)
+        ]
+
     user = ResourceType(
         id="User",
         name="User",
         endpoint="/Users",
         description="User Account",
         schema_=USER_SCHEMA,
-        schema_extensions=[SchemaExtension(schema_=ENTERPRISE_SCHEMA, required=False)],
+        schema_extensions=[SchemaExtension(schema_=ENTERPRISE_SCHEMA, required=False), *declared("User")],
         meta=Meta(resource_type="ResourceType", location=f"{base_url}/ResourceTypes/User"),
     )
     group = ResourceType(
@@ -185,6 +200,7 @@ def resource_type_documents(base_url: str) -> list[dict[str, Any]]:
         endpoint="/Groups",
         description="Group",
         schema_=GROUP_SCHEMA,
+        schema_extensions=declared("Group") or None,
         meta=Meta(resource_type="ResourceType", location=f"{base_url}/ResourceTypes/Group"),
     )
     return [resource.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for resource in (user, group)]

@@ -86,6 +86,8 @@ class Settings:
     answers 400 naming them. Never a silent drop."""
     indexed_attributes: str = ""
     """``SCIM_INDEXED_ATTRIBUTES`` as written; :func:`scim.indexes.parse` reads it (checked in :meth:`check`)."""
+    schema_extensions: str = ""
+    """``SCIM_SCHEMA_EXTENSIONS``: the declarations file; :func:`scim.declarations.load` reads it."""
     token_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     access_token_minutes: int = 60
     wif_metadata_url: str = DEFAULT_WIF_METADATA_URL
@@ -117,6 +119,7 @@ class Settings:
             wif_metadata_url=(env.get("SCIM_WIF_METADATA_URL") or "").strip() or DEFAULT_WIF_METADATA_URL,
             share_entra_tenant_data=_flag("SCIM_SHARE_ENTRA_TENANT_DATA", env.get("SCIM_SHARE_ENTRA_TENANT_DATA", "")),
             indexed_attributes=env.get("SCIM_INDEXED_ATTRIBUTES") or "",
+            schema_extensions=env.get("SCIM_SCHEMA_EXTENSIONS") or "",
         )
         settings.check()
         return settings
@@ -148,9 +151,9 @@ class Settings:
                 "of that tenant would reach its data; rename it, or set SCIM_SHARE_ENTRA_TENANT_DATA=true if sharing "
                 "is wanted"
             )
-        from scim import indexes  # the models it resolves paths with are loaded by the endpoint anyway
+        from scim import declarations, indexes  # the models they use are loaded by the endpoint anyway
 
-        indexes.parse(self.indexed_attributes)
+        indexes.parse(self.indexed_attributes, declarations.load(self.schema_extensions))
         if self.entra_enabled:
             for tenant_id in self.entra_tenant_ids:
                 if not _GUID.fullmatch(tenant_id):

@@ -11,7 +11,7 @@ from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from scim import documents, entra, errors, extensions, indexes, protocol
+from scim import declarations, documents, entra, errors, extensions, indexes, protocol
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
@@ -53,6 +53,7 @@ class UserService:
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
         user = _validate(body, Context.RESOURCE_CREATION_REQUEST)
+        blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=True)
         now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
@@ -70,6 +71,7 @@ class UserService:
         protocol.check_precondition(current, if_match)
         body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
         user = _validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
+        blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=False)
         stored = await self._save(tenant, current, user, blocks)
         return _render(stored, base_url, None, groups)
 
@@ -93,9 +95,10 @@ class UserService:
             if operations is not None:
                 changed, patched = await documents.apply_patch_shared(operations, _from_stored(current))
             user = _validate(patched, Context.RESOURCE_REPLACEMENT_REQUEST)
-            blocks_changed, blocks = extensions.apply_operations(
-                on_extensions, extensions.stored_blocks(current.document, RESOURCE_TYPE)
-            )
+            before = extensions.stored_blocks(current.document, RESOURCE_TYPE)
+            _, blocks = extensions.apply_operations(on_extensions, before)
+            blocks = declarations.validate_blocks(blocks, RESOURCE_TYPE, creating=False) if on_extensions else before
+            blocks_changed = blocks != before
             try:
                 stored = await self._save(tenant, current, user, blocks) if changed or blocks_changed else current
             except ScimError as exc:
