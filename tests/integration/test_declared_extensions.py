@@ -35,7 +35,11 @@ GROUP_DECLARATION = {
 @pytest.fixture
 def declared_file(tmp_path: Path) -> Path:
     path = tmp_path / f"extensions-{secrets.token_hex(4)}.json"
-    path.write_text(json.dumps([*json.loads(EXAMPLE.read_text()), GROUP_DECLARATION]))
+    user = json.loads(EXAMPLE.read_text())
+    for attribute in user[0]["schema"]["attributes"]:
+        if attribute["name"] == "skills":
+            attribute["returned"] = "request"
+    path.write_text(json.dumps([*user, GROUP_DECLARATION]))
     return path
 
 
