@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import aiohttp
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -28,6 +29,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -54,6 +56,9 @@ TRANSACTIONS_AT_ONCE = 4
 round trip, while a 1,000-member PATCH does not put 2,000 rows at once on one partition (Table Storage's target is
 2,000 entities/s per partition) and an interrupted one leaves a prefix for the re-send to complete."""
 PAGE_SIZE = 500
+CONNECTIONS = 256
+"""Storage connections the process keeps open at most (aiohttp's default is 100): a 100-member group PATCH reads
+the group and its 100 members at once, 101 calls, and an instance serves several requests at a time."""
 CALLS_IN_FLIGHT_PER_REQUEST = 128
 """Storage calls one request may have waiting on storage at once. A 200-user search reads 200 users' groups, and
 unbounded those calls queue ahead of every other tenant's call at the storage account's front end; 128 is more than
@@ -88,9 +93,13 @@ class TableStore:
     """Resources and their index rows in one table; one instance (and one HTTP session) per process."""
 
     def __init__(
-        self, service: TableServiceClient, table_name: str, request_budget: float = retries.REQUEST_BUDGET_SECONDS
+        self,
+        service: Callable[[], TableServiceClient],
+        table_name: str,
+        request_budget: float = retries.REQUEST_BUDGET_SECONDS,
     ) -> None:
-        self._service = service
+        self._new_service = service
+        self._built: TableServiceClient | None = None
         self._table_name = table_name
         self._table: TableClient | None = None
         self._table_checked: asyncio.Lock | None = None
@@ -104,14 +113,34 @@ class TableStore:
         table_prefix: str,
         request_budget: float = retries.REQUEST_BUDGET_SECONDS,
     ) -> "TableStore":
-        """Connection string on Azurite; managed identity (DefaultAzureCredential) on Azure."""
+        """Connection string on Azurite; managed identity (DefaultAzureCredential) on Azure. The client is built on
+        first use, inside the event loop its HTTP session belongs to; a malformed connection string fails here."""
         if connection_string:
-            service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
-        else:
-            from azure.identity.aio import DefaultAzureCredential
+            TableServiceClient.from_connection_string(connection_string)  # raises ValueError now, not mid-request
 
-            service = TableServiceClient(str(table_uri), credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
+            def service() -> TableServiceClient:
+                return TableServiceClient.from_connection_string(
+                    connection_string, transport=_transport(), **CLIENT_OPTIONS
+                )
+
+        else:
+
+            def service() -> TableServiceClient:
+                from azure.identity.aio import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+                return TableServiceClient(
+                    str(table_uri), credential=credential, transport=_transport(), **CLIENT_OPTIONS
+                )
+
         return cls(service, f"{table_prefix}Resources", request_budget)
+
+    @property
+    def _service(self) -> TableServiceClient:
+        """The process's one service client (and HTTP session), built on first use."""
+        if self._built is None:
+            self._built = self._new_service()
+        return self._built
 
     @contextmanager
     def request_scope(self) -> Iterator[None]:
@@ -132,7 +161,8 @@ class TableStore:
             return await (attempts or retries.Attempts(self._budget)).run(call)
 
     async def close(self) -> None:
-        await self._service.close()
+        if self._built is not None:
+            await self._built.close()
 
     async def table_client(self) -> TableClient:
         """The table, created on first use by this process; for store modules (maintenance) that need raw rows."""
@@ -458,6 +488,19 @@ class TableStore:
             except AzureError as exc:
                 raise StoreUnavailable() from exc
         return ""  # every row was a delete of a row already gone
+
+
+def _transport() -> AioHttpTransport:
+    """azure-core's aiohttp transport over a session like the one it would build itself, but with a pool of
+    :data:`CONNECTIONS` instead of aiohttp's 100. Must run inside the event loop."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CONNECTIONS),
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+    timeouts = {name: CLIENT_OPTIONS[name] for name in ("connection_timeout", "read_timeout")}
+    return AioHttpTransport(session=session, session_owner=True, **timeouts)
 
 
 def _count_write() -> None:
