@@ -33,6 +33,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from scim import cpu_share
 from scim.store import keys, retries
 from scim.store.contract import (
     IndexKey,
@@ -370,8 +371,9 @@ class TableStore:
             except AzureError as exc:
                 raise StoreUnavailable() from exc
             for row in rows:
+                async with cpu_share.turn():  # the caller's work on each row is CPU: one scanning request at a time
+                    pass
                 yield row
-                await asyncio.sleep(0)  # the caller's work on each row is CPU: let other requests run between rows
             if not token:
                 return
 

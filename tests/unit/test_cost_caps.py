@@ -128,3 +128,34 @@ async def test_turns_are_given_in_order_one_at_a_time():
 
     await asyncio.gather(heavy("a"), heavy("b"), heavy("c"))
     assert order == ["a", "b", "c"] * 3
+
+
+async def test_a_long_patch_is_applied_one_operation_per_turn_with_the_same_result():
+    from scim2_models import Context
+
+    from scim import documents, entra
+    from scim.users import _validate
+
+    def user():
+        emails = [{"value": f"a{i}@x.org", "type": "work"} for i in range(3)]
+        body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a", "emails": emails}
+        return _validate(body, Context.RESOURCE_CREATION_REQUEST)
+
+    steps = [
+        {"op": "replace", "path": f'emails[value eq "a{i % 3}@x.org"].display', "value": f"d{i}"} for i in range(60)
+    ]
+    operations = documents.parse_patch(ScimUser, entra.normalise_patch({"Operations": steps}))
+    ticks: list[int] = []
+    done = asyncio.Event()
+
+    async def other_request() -> None:
+        while not done.is_set():
+            ticks.append(1)
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_request())
+    shared = await documents.apply_patch_shared(operations, user())
+    done.set()
+    await other
+    assert shared == documents.apply_patch(operations, user())
+    assert len(ticks) >= len(steps)  # the other request ran between operations
