@@ -102,6 +102,12 @@ async def resource_type(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "ResourceTypes")
 
 
+@app.route(route=f"{BASE_PATH}/Changes", methods=ALL_METHODS)
+async def changes(req: func.HttpRequest) -> func.HttpResponse:
+    """The pull change feed (README, "Change feed"): the authenticated tenant's events as CloudEvents."""
+    return await _serve(req, "Changes")
+
+
 @app.route(route=f"{BASE_PATH}/.search", methods=ALL_METHODS)
 async def search(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, ".search")

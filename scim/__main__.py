@@ -1,7 +1,8 @@
 """``python -m scim serve``: run the endpoint locally, optionally with its own Azurite.
 ``python -m scim check``: find (and with ``--repair``, fix) stored rows that disagree, safely while serving.
 ``python -m scim entra …``: connect Entra provisioning through Microsoft Graph (the admin side, scim/admin/entra).
-``python -m scim tenants``: tenants and their stored credentials (:mod:`scim.admin.tenants_cli`)."""
+``python -m scim tenants``: tenants and their stored credentials (:mod:`scim.admin.tenants_cli`).
+``python -m scim changes``: a tenant's change feed (:mod:`scim.admin.changes_cli`)."""
 
 import argparse
 import asyncio
@@ -49,10 +50,15 @@ def main() -> None:
     from scim.admin import tenants_cli  # the admin side: only this entry point loads it
 
     tenants_cli.add_parser(commands)
+    from scim.admin import changes_cli
+
+    changes_cli.add_parser(commands)
     args = parser.parse_args()
     load_local_settings()
     if args.command == "tenants":
         raise SystemExit(tenants_cli.run(args))
+    if args.command == "changes":
+        raise SystemExit(changes_cli.run(args))
     if args.command == "check":
         raise SystemExit(_check(args.tenant, args.repair, args.json))
     if args.command == "reindex":

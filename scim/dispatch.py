@@ -13,8 +13,9 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim import declarations, errors, indexes
+from scim import change_feed, declarations, errors, indexes
 from scim.auth import Authenticator
+from scim.changes import ChangeRecorder
 from scim.credential_directory import CredentialDirectory
 from scim.errors import ScimError
 from scim.groups import GroupService
@@ -63,12 +64,13 @@ class ScimEndpoint:
     def __init__(self, settings: Settings, store: TableStore) -> None:
         self.settings = settings
         self.store = store
-        members = MembershipStore(store)
+        members = MembershipStore(store, settings.change_feed)
+        changes = ChangeRecorder(settings.change_feed, settings.change_feed_snapshots)
         declared = declarations.load(settings.schema_extensions)
         declarations.use(declared)
         indexed = indexes.parse(settings.indexed_attributes, declared)
-        self.users = UserService(store, members, settings.undeclared_extensions, indexed)
-        self.groups = GroupService(store, members, settings.undeclared_extensions, indexed)
+        self.users = UserService(store, members, settings.undeclared_extensions, indexed, changes)
+        self.groups = GroupService(store, members, settings.undeclared_extensions, indexed, changes)
         self.credentials = CredentialDirectory(CredentialStore(store))
         self.authenticator = Authenticator.from_settings(settings, self.credentials)
         self._token_endpoint: TokenEndpoint | None = None
@@ -130,7 +132,20 @@ class ScimEndpoint:
             return ScimResponse(200, await self._search_all(tenant, _search_query(_json_body(request)), request))
         if endpoint in ("serviceproviderconfig", "schemas", "resourcetypes"):
             return self._discovery(endpoint, request)
+        if endpoint == "changes" and not request.resource_id:
+            return await self._changes(tenant, request)
         raise errors.not_found("Unknown endpoint")
+
+    async def _changes(self, tenant: str, request: ScimRequest) -> ScimResponse:
+        """The pull feed (scim/change_feed.py); it exists only while the feed is on."""
+        if not self.settings.change_feed:
+            raise errors.not_found("The change feed is off (SCIM_CHANGE_FEED)")
+        if request.method.upper() != "GET":
+            raise ScimError(405, "The change feed is read with GET", headers={"Allow": "GET"})
+        after, limit = change_feed.parameters(request.query)
+        settle = self.settings.change_feed_settle_seconds
+        document = await change_feed.page(self.store, tenant, after, limit, settle)
+        return ScimResponse(200, document, {"Content-Type": "application/json; charset=utf-8"})
 
     async def _resources(self, service: ResourceService, tenant: str, request: ScimRequest) -> ScimResponse:
         """Users and Groups share one protocol; only a PATCH's answer differs, and the service decides it."""

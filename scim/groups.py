@@ -18,6 +18,7 @@ from typing import Any
 from scim2_models import Context, PatchOp, ResponseParameters
 
 from scim import declarations, documents, entra, errors, extensions, indexes, protocol
+from scim.changes import ChangeRecorder
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
@@ -53,6 +54,7 @@ class GroupService:
         members: MembershipStore,
         undeclared: str = extensions.KEEP,
         indexed: Sequence[indexes.IndexedAttribute] = (),
+        changes: ChangeRecorder | None = None,
     ) -> None:
         self._store = store
         self._members = members
@@ -60,6 +62,7 @@ class GroupService:
         self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
         self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
         self._ready: set[tuple[str, str]] = set()
+        self._changes = changes or ChangeRecorder()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, entries = _split_body(entra.normalise_resource(payload))
@@ -71,12 +74,16 @@ class GroupService:
         now = protocol.now()
         stored = StoredResource(group_id, _document(group, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(group), self._keys(group, stored))
+            change = self._changes.created(RESOURCE_TYPE, stored)
+            stored = await self._store.create(
+                tenant, RESOURCE_TYPE, stored, _summary(group), self._keys(group, stored), change
+            )
         try:
             await self._members.add(tenant, group_id, members)
         except StoreError as exc:  # undo, so that Entra's retry of the POST is not refused as a duplicate
             await self._members.remove(tenant, [(group_id, member.member_id) for member in members])
-            await self._store.delete(tenant, RESOURCE_TYPE, stored, index_keys(group))
+            undone = self._changes.deleted(RESOURCE_TYPE, stored)
+            await self._store.delete(tenant, RESOURCE_TYPE, stored, index_keys(group), undone)
             raise protocol.store_error(exc) from exc
         return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
 
@@ -188,7 +195,8 @@ class GroupService:
         try:
             await self._remove_all_members(tenant, group_id, deadline)
             await self._members.remove(tenant, [(g, group_id) for g in await self._members.groups_of(tenant, group_id)])
-            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed))
+            change = self._changes.deleted(RESOURCE_TYPE, current)
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed), change)
             await self._remove_all_members(tenant, group_id, deadline + DELETE_BUDGET_SECONDS)
         except (StoreError, TimeoutError) as exc:
             raise protocol.store_error(exc) from exc
@@ -342,9 +350,10 @@ class GroupService:
     ) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(group, blocks), current.created, protocol.now(), "")
         old_keys = stored_index_keys(current, self._indexed)
+        change = self._changes.updated(RESOURCE_TYPE, current, stored)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, self._keys(group, stored)
+                tenant, RESOURCE_TYPE, current, stored, _summary(group), old_keys, self._keys(group, stored), change
             )
 
 

@@ -94,6 +94,11 @@ class Settings:
     share_entra_tenant_data: bool = False
     """A shared-secret tenant may be named by an Entra tenant id, and then holds the data that Entra-issued tokens
     of that tenant reach (``SCIM_SHARE_ENTRA_TENANT_DATA``); off, such a name is refused at start."""
+    change_feed: bool = False
+    """Record an event for every committed change, in the change's own transaction (README, "Change feed")."""
+    change_feed_snapshots: bool = False
+    change_feed_settle_seconds: float = 60.0
+    """How far behind the writes the pull feed reads; at least :data:`scim.store.outbox.MIN_SETTLE_SECONDS`."""
     secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +125,9 @@ class Settings:
             share_entra_tenant_data=_flag("SCIM_SHARE_ENTRA_TENANT_DATA", env.get("SCIM_SHARE_ENTRA_TENANT_DATA", "")),
             indexed_attributes=env.get("SCIM_INDEXED_ATTRIBUTES") or "",
             schema_extensions=env.get("SCIM_SCHEMA_EXTENSIONS") or "",
+            change_feed=parse_switch(env.get("SCIM_CHANGE_FEED", ""), "SCIM_CHANGE_FEED"),
+            change_feed_snapshots=parse_switch(env.get("SCIM_CHANGE_FEED_SNAPSHOTS", ""), "SCIM_CHANGE_FEED_SNAPSHOTS"),
+            change_feed_settle_seconds=parse_settle(env.get("SCIM_CHANGE_FEED_SETTLE_SECONDS", "")),
         )
         settings.check()
         return settings
@@ -274,6 +282,30 @@ def _flag(name: str, raw: str) -> bool:
     if value not in ("", "true", "false"):
         raise ConfigurationError(f"{name} must be true or false")
     return value == "true"
+
+
+def parse_switch(raw: str, setting: str) -> bool:
+    """``on``/``off`` (also true/false, 1/0); empty is off."""
+    value = raw.strip().lower()
+    if value in ("", "off", "false", "0"):
+        return False
+    if value in ("on", "true", "1"):
+        return True
+    raise ConfigurationError(f"{setting} must be on or off")
+
+
+def parse_settle(raw: str) -> float:
+    """The pull feed's lag behind the writes: shorter than the writers' worst-case commit delay, a follower could
+    pass an event that commits late (scim/store/outbox.py)."""
+    from scim.store.outbox import DEFAULT_SETTLE_SECONDS, MIN_SETTLE_SECONDS
+
+    if not raw.strip():
+        return DEFAULT_SETTLE_SECONDS
+    if not re.fullmatch(r"[0-9]{1,5}", raw.strip()) or int(raw.strip()) < MIN_SETTLE_SECONDS:
+        raise ConfigurationError(
+            f"SCIM_CHANGE_FEED_SETTLE_SECONDS must be whole seconds, at least {MIN_SETTLE_SECONDS:g}"
+        )
+    return float(raw.strip())
 
 
 def _split(raw: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import Any
 from scim2_models import Context, ResponseParameters
 
 from scim import declarations, documents, entra, errors, extensions, indexes, protocol
+from scim.changes import ChangeRecorder
 from scim.concurrent import all_of, both
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
@@ -42,6 +43,7 @@ class UserService:
         members: MembershipStore,
         undeclared: str = extensions.KEEP,
         indexed: Sequence[indexes.IndexedAttribute] = (),
+        changes: ChangeRecorder | None = None,
     ) -> None:
         self._store = store
         self._members = members
@@ -49,6 +51,7 @@ class UserService:
         self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
         self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
         self._ready: set[tuple[str, str]] = set()
+        self._changes = changes or ChangeRecorder()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
         body, blocks = extensions.split_body(entra.normalise_resource(payload), RESOURCE_TYPE, self._undeclared)
@@ -57,7 +60,10 @@ class UserService:
         now = protocol.now()
         stored = StoredResource(secrets.token_hex(16), _document(user, blocks), now, now, "")
         with protocol.store_errors(RESOURCE_TYPE):
-            stored = await self._store.create(tenant, RESOURCE_TYPE, stored, _summary(user), self._keys(user, stored))
+            change = self._changes.created(RESOURCE_TYPE, stored)
+            stored = await self._store.create(
+                tenant, RESOURCE_TYPE, stored, _summary(user), self._keys(user, stored), change
+            )
         return _render(stored, base_url, None)
 
     async def get(self, tenant: str, resource_id: str, query: Mapping[str, str], base_url: str) -> Rendered:
@@ -116,7 +122,8 @@ class UserService:
             current, groups = await both(self._load(tenant, resource_id), self._group_ids(tenant, resource_id))
             protocol.check_precondition(current, if_match)
             await self._members.remove(tenant, [(group_id, resource_id) for group_id in groups])
-            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed))
+            change = self._changes.deleted(RESOURCE_TYPE, current)
+            await self._store.delete(tenant, RESOURCE_TYPE, current, stored_index_keys(current, self._indexed), change)
             await self._leave_all_groups(tenant, resource_id)
         except (ResourceChanged, StoreUnavailable, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
@@ -240,9 +247,10 @@ class UserService:
     ) -> StoredResource:
         stored = StoredResource(current.resource_id, _document(user, blocks), current.created, protocol.now(), "")
         old_keys = stored_index_keys(current, self._indexed)
+        change = self._changes.updated(RESOURCE_TYPE, current, stored)
         with protocol.store_errors(RESOURCE_TYPE):
             return await self._store.replace(
-                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, self._keys(user, stored)
+                tenant, RESOURCE_TYPE, current, stored, _summary(user), old_keys, self._keys(user, stored), change
             )
 
 

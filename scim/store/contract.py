@@ -62,3 +62,29 @@ class ResourceTooLarge(StoreError):
 
 class StoreUnavailable(StoreError):
     """Table Storage could not be reached or failed; the request may be retried."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """An event the service wants recorded with a write (the change feed): the store adds the position and writes
+    it as a row of the same entity-group transaction, so the change and its event commit together or not at all.
+
+    ``data`` is the event's payload, decided by the service; for membership changes the store fills in the member
+    ids actually written, since only the store learns which rows were already there."""
+
+    type: str
+    resource_type: str
+    resource_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedChange:
+    """An event as the feed reads it back: its position in the tenant's feed and when it was recorded."""
+
+    position: str
+    time: str
+    type: str
+    resource_type: str
+    resource_id: str
+    data: dict[str, Any]

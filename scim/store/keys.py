@@ -53,3 +53,11 @@ def member_row_key(group_id: str, member_id: str) -> str:
 def member_of_row_key(member_id: str, group_id: str) -> str:
     """Reverse edge: all of a member's groups share the prefix ``m:<member>:``."""
     return f"{MEMBER_OF_PREFIX}{member_id}:{group_id}"
+
+
+EVENT_PREFIX = "ev:"
+
+
+def event_row_key(position: str) -> str:
+    """Change-feed rows sort by position inside each partition, so a reader resumes with one range read."""
+    return f"{EVENT_PREFIX}{position}"

@@ -34,16 +34,19 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from scim import cpu_share
-from scim.store import keys, retries
+from scim.store import keys, outbox, retries
 from scim.store.contract import (
+    Change,
     IndexKey,
     Member,
+    RecordedChange,
     ResourceChanged,
     ResourceTooLarge,
     StoredResource,
     StoreUnavailable,
     UniqueKeyTaken,
 )
+from scim.store.outbox import CommitWindowClosed, Outbox
 
 MAX_DOCUMENT_CHARS = 30_000
 """A string property holds at most 64 KiB of UTF-16; the document must fit in one, with room to spare."""
@@ -105,6 +108,8 @@ class TableStore:
         self._table: TableClient | None = None
         self._table_checked: asyncio.Lock | None = None
         self._budget = request_budget
+        self.commit_window = outbox.COMMIT_WINDOW_SECONDS
+        """How long after its stamp an event's transaction may still be attempted (:mod:`scim.store.outbox`)."""
 
     @classmethod
     def from_settings(
@@ -194,15 +199,27 @@ class TableStore:
         return self._table
 
     async def create(
-        self, tenant: str, resource_type: str, stored: StoredResource, summary: dict[str, str], indexes: list[IndexKey]
+        self,
+        tenant: str,
+        resource_type: str,
+        stored: StoredResource,
+        summary: dict[str, str],
+        indexes: list[IndexKey],
+        change: Change | None = None,
     ) -> StoredResource:
-        """Insert a resource and its index rows atomically; a taken unique key fails the whole insert."""
+        """Insert a resource and its index rows atomically; a taken unique key fails the whole insert. ``change``
+        is recorded for the change feed in the same transaction."""
         partition = keys.partition_key(tenant, resource_type)
         entity = _resource_entity(partition, stored, summary)
         operations: list[Any] = [("create", entity)]
         operations += [_index_insert(partition, index, stored.resource_id) for index in indexes]
-        etag = await self.transact(operations, indexes_from=1, index_keys=indexes, verify=self._stored_as(entity))
+        etag = await self.transact(
+            operations, 1, indexes, self._stored_as(entity), event_row=self._outbox(change, first=False)
+        )
         return _with_etag(stored, etag)
+
+    def _outbox(self, change: Change | None, first: bool) -> Outbox | None:
+        return None if change is None else Outbox(change, self.commit_window, first)
 
     async def replace(
         self,
@@ -213,13 +230,14 @@ class TableStore:
         summary: dict[str, str],
         old_indexes: list[IndexKey],
         new_indexes: list[IndexKey],
+        change: Change | None = None,
     ) -> StoredResource:
         """Replace a resource if it still has ``current.etag``, moving only the index rows whose value changed."""
         partition = keys.partition_key(tenant, resource_type)
         added = [index for index in new_indexes if index not in old_indexes]
         removed = [index for index in old_indexes if index not in new_indexes]
         entity = _resource_entity(partition, stored, summary)
-        if not added and not removed:
+        if not added and not removed and change is None:
             return _with_etag(stored, await self._update(entity, current.etag, self._stored_as(entity)))
         operations: list[Any] = [
             ("update", entity, {"mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": IF_NOT_MODIFIED})
@@ -228,16 +246,50 @@ class TableStore:
         first_insert = len(operations)
         operations += [_index_insert(partition, index, current.resource_id) for index in added]
         verify = self._stored_as(entity)
-        etag = await self.transact(operations, indexes_from=first_insert, index_keys=added, verify=verify)
+        etag = await self.transact(operations, first_insert, added, verify, event_row=self._outbox(change, first=False))
         return _with_etag(stored, etag)
 
-    async def delete(self, tenant: str, resource_type: str, current: StoredResource, indexes: list[IndexKey]) -> None:
+    async def delete(
+        self,
+        tenant: str,
+        resource_type: str,
+        current: StoredResource,
+        indexes: list[IndexKey],
+        change: Change | None = None,
+    ) -> None:
         """Delete a resource that still has ``current.etag``, with its index rows."""
         partition = keys.partition_key(tenant, resource_type)
         entity = {"PartitionKey": partition, "RowKey": keys.resource_row_key(current.resource_id)}
         operations: list[Any] = [("delete", entity, {"etag": current.etag, "match_condition": IF_NOT_MODIFIED})]
         operations += [_index_delete(partition, index, current.resource_id) for index in indexes]
-        await self.transact(operations, verify=self._gone(entity))
+        await self.transact(operations, verify=self._gone(entity), event_row=self._outbox(change, first=False))
+
+    async def changes(
+        self, tenant: str, after: str | None, limit: int, settle: float
+    ) -> tuple[list[RecordedChange], str]:
+        """Up to ``limit`` of a tenant's events after position ``after``, in position order, and the position to
+        resume from. Only events at or before the horizon are read (:mod:`scim.store.outbox`), so a follower never
+        passes an event that has yet to commit; each partition holding events is read with one range read."""
+        high = outbox.horizon(settle)
+        start = after or ""
+        if start >= high:
+            return [], start
+        low = keys.event_row_key(start) + "\x00" if start else keys.EVENT_PREFIX
+        upper = keys.event_row_key(high)
+
+        async def first_rows(resource_type: str) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = []
+            partition = keys.partition_key(tenant, resource_type)
+            async for entity in self.range(partition, low, upper, None, min(limit, PAGE_SIZE)):
+                rows.append(entity)
+                if len(rows) >= limit:
+                    break
+            return rows
+
+        pages = await asyncio.gather(*(first_rows(resource_type) for resource_type in outbox.FEED_TYPES))
+        rows = outbox.merge(pages, limit)
+        found = [outbox.recorded(entity) for entity in rows]
+        return found, (found[-1].position if len(found) == limit else high)
 
     def _stored_as(self, entity: dict[str, Any]) -> Verify:
         """Whether the resource row holds exactly what ``entity`` wrote: ids are never reused and the document
@@ -413,19 +465,20 @@ class TableStore:
                 return etag
         raise ResourceChanged() from exc
 
-    async def delete_rows(self, partition: str, row_keys: Sequence[str]) -> None:
+    async def delete_rows(self, partition: str, row_keys: Sequence[str], event_row: Outbox | None = None) -> None:
         """Delete rows in one transaction; rows already gone are skipped (idempotent).
 
         A transaction fails whole on the first row that is not there, so when one is missing (a re-sent request, a
         racing delete) the rows still present are learnt with point reads and only they are deleted: a batch of
-        missing rows costs one failed transaction and its reads, never one transaction per missing row."""
+        missing rows costs one failed transaction and its reads, never one transaction per missing row.
+        ``event_row`` (the change feed) is written with the rows that are deleted, naming only those."""
         remaining = list(row_keys)
         for _ in range(DELETE_ROUNDS):
             if not remaining:
                 return
             operations: list[Any] = [("delete", {"PartitionKey": partition, "RowKey": key}) for key in remaining]
             try:
-                await self.transact(operations, guarded_rows=len(operations))
+                await self.transact(operations, guarded_rows=len(operations), event_row=event_row)
                 return
             except ResourceChanged:
                 remaining = await self.present(partition, remaining)
@@ -449,6 +502,8 @@ class TableStore:
         index_keys: Iterable[IndexKey] = (),
         verify: Verify | None = None,
         guarded_rows: int = 1,
+        event_row: Outbox | None = None,
+        upsert_on_conflict: bool = False,
     ) -> str:
         """Run one entity-group transaction, retried as a whole (it is atomic, so a failed attempt left nothing
         or everything); returns the first row's new ETag. ``verify`` settles a conflict on the first row after an
@@ -457,25 +512,42 @@ class TableStore:
         A delete of a row that is not there is dropped and the rest run again: that row's goal is reached. For an
         index row only a bug or a hand edit removes one alone, and the resource's next write then repairs the damage
         instead of failing on it for ever. The first ``guarded_rows`` operations (the resource row, whose absence
-        means it changed) are exempt."""
-        if len(operations) > MAX_TRANSACTION_OPERATIONS:
+        means it changed) are exempt. With ``upsert_on_conflict`` an insert of a row already there becomes an upsert
+        (a member already present is refreshed, not added).
+
+        ``event_row`` is the change-feed row of this change, rebuilt from the operations left before each attempt and
+        kept at one position: a 409 on it means an earlier attempt of this transaction was applied."""
+        extra = 0 if event_row is None else 1
+        if len(operations) + extra > MAX_TRANSACTION_OPERATIONS:
             raise ResourceTooLarge()
         table = await self._client()
         attempts = retries.Attempts(self._budget)
 
         def submit(batch: list[Any]) -> Awaitable[list[dict[str, Any]]]:
+            if event_row is not None:  # never sent after its commit window (scim.store.outbox)
+                event_row.check_window()
             _count_write()
             return table.submit_transaction(batch)
 
+        partition = operations[0][1]["PartitionKey"] if operations else ""
         while operations:
+            event = event_row.operation(partition, operations) if event_row is not None else None
+            first = event is not None and event_row is not None and event_row.first
+            batch = operations if event is None else [event, *operations] if first else [*operations, event]
+            offset = 1 if first else 0
             try:
-                results = await self._run(lambda batch=operations: submit(batch), attempts)
-                return str(results[0].get("etag", "")) if results else ""
+                results = await self._run(lambda batch=batch: submit(batch), attempts)
+                return str(results[offset].get("etag", "")) if results else ""
             except TableTransactionError as exc:
-                failed = getattr(exc, "index", 0) or 0
+                failed = (getattr(exc, "index", 0) or 0) - offset
+                if event is not None and exc.status_code == 409 and failed in (-1, len(operations)):
+                    return ""  # the event row is there: an earlier attempt of this transaction was applied
                 if exc.status_code == 404 and failed >= guarded_rows and operations[failed][0] == "delete":
                     operations = operations[:failed] + operations[failed + 1 :]
                     indexes_from -= failed < indexes_from
+                    continue
+                if exc.status_code == 409 and upsert_on_conflict and operations[failed][0] == "create":
+                    operations = [*operations[:failed], ("upsert", operations[failed][1]), *operations[failed + 1 :]]
                     continue
                 failure = _transaction_failure(exc, operations, indexes_from, list(index_keys))
                 if failed == 0 and exc.status_code in (404, 409, 412):
@@ -487,7 +559,7 @@ class TableStore:
                 if exc.status_code == 413:
                     raise ResourceTooLarge() from exc
                 raise StoreUnavailable() from exc
-            except AzureError as exc:
+            except (AzureError, CommitWindowClosed) as exc:
                 raise StoreUnavailable() from exc
         return ""  # every row was a delete of a row already gone
 
@@ -596,16 +668,25 @@ class MembershipStore:
     """
 
     EDGES_PER_TRANSACTION = MAX_TRANSACTION_OPERATIONS // 2
+    EDGES_PER_RECORDED_TRANSACTION = (MAX_TRANSACTION_OPERATIONS - 1) // 2
+    """With the change feed on, each transaction also carries its event row."""
+    MEMBERS_ADDED = "scim.group.members.added"
+    MEMBERS_REMOVED = "scim.group.members.removed"
 
-    def __init__(self, store: TableStore) -> None:
+    def __init__(self, store: TableStore, record_changes: bool = False) -> None:
         self._store = store
+        self._record = record_changes
 
     async def add(self, tenant: str, group_id: str, members: Sequence[Member]) -> None:
         """Insert or refresh edges; adding a member already present changes nothing but its display. The
-        transactions touch disjoint rows, so they run at once."""
+        transactions touch disjoint rows, so they run at once.
+
+        With the change feed on, a forward row is inserted rather than upserted, so the event names exactly the
+        members this request added: a member already there fails its insert, which becomes an upsert."""
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
+        size = self.EDGES_PER_RECORDED_TRANSACTION if self._record else self.EDGES_PER_TRANSACTION
         transactions = []
-        for chunk in _chunks(members, self.EDGES_PER_TRANSACTION):
+        for chunk in _chunks(members, size):
             operations: list[Any] = []
             for member in chunk:
                 forward = {
@@ -620,8 +701,11 @@ class MembershipStore:
                     "RowKey": keys.member_of_row_key(member.member_id, group_id),
                     "groupId": group_id,
                 }
-                operations += [("upsert", forward), ("upsert", reverse)]
-            transactions.append(self._store.transact(operations))
+                operations += [("create" if self._record else "upsert", forward), ("upsert", reverse)]
+            event_row = self._event_row(self.MEMBERS_ADDED, group_id)
+            transactions.append(
+                self._store.transact(operations, guarded_rows=0, event_row=event_row, upsert_on_conflict=True)
+            )
         await _settle_all(transactions)
 
     async def remove(self, tenant: str, edges: Sequence[tuple[str, str]]) -> None:
@@ -629,12 +713,32 @@ class MembershipStore:
         answer it missed): 50 edges to a transaction, and only a transaction that fails on a missing row costs
         reads (:meth:`TableStore.delete_rows`). Both rows of each edge are deleted if present, so a half edge
         left by a hand edit goes too. Removing 1,000 members costs 20 transactions when they are there, and 20
-        failed transactions and 2,000 point reads when none is: never one transaction per edge."""
+        failed transactions and 2,000 point reads when none is: never one transaction per edge. With the change
+        feed on, each transaction holds one group's edges (49 and the event), so that its event names one group."""
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
         transactions = []
-        for chunk in _chunks(edges, self.EDGES_PER_TRANSACTION):
-            transactions.append(self._store.delete_rows(partition, _edge_rows(chunk)))
+        for group_id, chunk in self._remove_chunks(edges):
+            event_row = self._event_row(self.MEMBERS_REMOVED, group_id) if group_id else None
+            transactions.append(self._store.delete_rows(partition, _edge_rows(chunk), event_row))
         await _settle_all(transactions)
+
+    def _remove_chunks(self, edges: Sequence[tuple[str, str]]) -> list[tuple[str, Sequence[tuple[str, str]]]]:
+        if not self._record:
+            return [("", chunk) for chunk in _chunks(edges, self.EDGES_PER_TRANSACTION)]
+        by_group: dict[str, list[tuple[str, str]]] = {}
+        for edge in edges:
+            by_group.setdefault(edge[0], []).append(edge)
+        return [
+            (group_id, chunk)
+            for group_id, group_edges in by_group.items()
+            for chunk in _chunks(group_edges, self.EDGES_PER_RECORDED_TRANSACTION)
+        ]
+
+    def _event_row(self, change_type: str, group_id: str) -> Outbox | None:
+        if not self._record:
+            return None
+        change = Change(change_type, "Group", group_id, {"members": []})
+        return Outbox(change, self._store.commit_window, first=True)
 
     async def member(self, tenant: str, group_id: str, member_id: str) -> Member | None:
         partition = keys.partition_key(tenant, keys.MEMBERSHIP_TYPE)
