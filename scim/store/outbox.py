@@ -91,7 +91,7 @@ class Outbox:
     def operation(self, partition: str, operations: Sequence[Any]) -> tuple[str, dict[str, Any]] | None:
         data = dict(self.change.data)
         if "members" in data:
-            data["members"] = _written_members(operations)
+            data["members"] = _written_members(operations, self.change.resource_id)
             if not data["members"]:
                 return None
         entity: dict[str, Any] = {
@@ -117,12 +117,13 @@ def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _written_members(operations: Sequence[Any]) -> list[str]:
-    """The members whose forward row this batch inserts (adds) or deletes (removals), in batch order."""
+def _written_members(operations: Sequence[Any], group_id: str) -> list[str]:
+    """The members of the group whose forward row this batch inserts (adds) or deletes (removals), in batch order."""
+    prefix = keys.member_row_key(group_id, "")
     return [
-        entity["RowKey"].rsplit(":", 1)[1]
+        entity["RowKey"][len(prefix) :]
         for verb, entity, *_ in operations
-        if verb in ("create", "delete") and entity["RowKey"].startswith(keys.MEMBER_PREFIX)
+        if verb in ("create", "delete") and entity["RowKey"].startswith(prefix)
     ]
 
 

@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from scim.store import keys
 from scim.store.tables import TableStore
 from tests.conftest import Client
 from tests.fault_proxy import FaultProxy
+from tests.storage_traffic import TrafficProxy, sequential
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -344,3 +346,64 @@ async def test_the_changes_command_prints_and_resumes(client: Client, azurite_co
     assert settled.stdout.splitlines()[0].startswith("next: ")  # nothing older than the default settle yet
     bad = await asyncio.to_thread(run_cli, azurite_connection_string, "--tenant", tenant, "--after", "x'")
     assert bad.returncode == 2 and "--after" in bad.stderr
+
+
+# Cost: the feed adds no sequential storage round trip --------------------------------------------------------------
+
+DELAY, FAN_OUT_DELAY = 0.25, 1.0
+"""As in tests/integration/test_round_trips.py: long enough that requests sent together overlap on a loaded machine,
+longer for requests that send 100 calls at once."""
+
+
+@asynccontextmanager
+async def proxied_store(azurite_connection_string: str) -> AsyncIterator[tuple[TrafficProxy, TableStore]]:
+    """A store of its own behind a fresh proxy, its pool of connections opened, as a warm instance has it."""
+    port = urlsplit(azurite_connection_string.split("TableEndpoint=")[1]).port
+    assert port is not None
+    with TrafficProxy(port) as proxy:
+        store = TableStore.from_settings(azurite.connection_string(proxy.port), None, "test")
+        try:
+            await asyncio.gather(*(store.point_read("warm", "warm") for _ in range(100)))
+            yield proxy, store
+        finally:
+            await store.close()
+
+
+async def round_trips(
+    traffic: TrafficProxy, client: Client, method: str, path: str, body: Any = None, delay: float = DELAY
+) -> int:
+    traffic.delay = delay
+    try:
+        with traffic.recording() as calls:
+            response = await client.call(method, path, body)
+    finally:
+        traffic.delay = 0
+    assert response.status < 300, (method, path, response.document)
+    return sequential(calls)
+
+
+async def test_the_feed_adds_no_sequential_round_trip(azurite_connection_string: str):
+    """Each Entra operation, once with the feed off and once on, on the same shape of data."""
+    found: dict[bool, list[int]] = {}
+    for on in (False, True):
+        async with proxied_store(azurite_connection_string) as (traffic, store):
+            client = feed_client(store, on=on)
+            pool = [(await client.create_user(f"pool{i}@example.com"))["id"] for i in range(100)]
+            leaver = (await client.create_user("leaver@example.com"))["id"]
+            groups = []
+            for i in range(50):
+                body = {"schemas": [GROUP], "displayName": f"G{i}", "members": [{"value": leaver}]}
+                groups.append((await client.call("POST", "Groups", body)).document["id"])
+            members = [{"value": m} for m in pool]
+            add, remove = ({"op": op, "path": "members", "value": members} for op in ("Add", "Remove"))
+            steps = [
+                ("POST", "Users", {"schemas": [USER], "userName": "new@example.com"}),
+                ("PATCH", f"Users/{pool[0]}", patch({"op": "Replace", "path": "active", "value": "False"})),
+                ("PUT", f"Users/{pool[1]}", {"schemas": [USER], "userName": "pool1@example.com", "title": "x"}),
+                ("POST", "Groups", {"schemas": [GROUP], "displayName": "Big", "members": members}, FAN_OUT_DELAY),
+                ("PATCH", f"Groups/{groups[0]}", patch(add), FAN_OUT_DELAY),
+                ("PATCH", f"Groups/{groups[0]}", patch(remove)),
+                ("DELETE", f"Users/{leaver}", None),
+            ]
+            found[on] = [await round_trips(traffic, client, *step) for step in steps]
+    assert found[True] == found[False], found
