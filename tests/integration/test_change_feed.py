@@ -155,6 +155,27 @@ async def test_group_membership_events_name_exactly_the_rows_written(client: Cli
     ]
 
 
+async def test_replacing_the_member_list_records_only_the_difference(client: Client):
+    u1, u2, u3 = [(await client.create_user(f"r{i}@example.com"))["id"] for i in range(3)]
+    body = {"schemas": [GROUP], "displayName": "Team", "members": [{"value": u1}, {"value": u2}]}
+    group = (await client.call("POST", "Groups", body)).document
+    url, subject = f"Groups/{group['id']}", f"Groups/{group['id']}"
+    start = (await events(client))[-1]["position"]
+    replace = patch({"op": "replace", "path": "members", "value": [{"value": u2}, {"value": u3}]})
+    assert (await client.call("PATCH", url, replace)).status == 204
+    assert (await client.call("PATCH", url, replace)).status == 204  # re-sent: the same list, nothing changes
+    legacy = patch({"op": "Remove", "path": "members", "value": [{"$ref": None, "value": u2}]})
+    assert (await client.call("PATCH", url, legacy)).status == 204
+    put = {"schemas": [GROUP], "displayName": "Team", "members": [{"value": u1}, {"value": u3}]}
+    assert (await client.call("PUT", url, put)).status == 200
+    assert summary(await events(client, start)) == [
+        ("scim.group.members.removed", subject, (u1,)),
+        ("scim.group.members.added", subject, (u3,)),
+        ("scim.group.members.removed", subject, (u2,)),
+        ("scim.group.members.added", subject, (u1,)),
+    ]
+
+
 async def test_a_hundred_members_are_three_transactions_each_with_its_event(client: Client):
     ids = [(await client.create_user(f"h{i}@example.com"))["id"] for i in range(100)]
     group = (await client.call("POST", "Groups", {"schemas": [GROUP], "displayName": "Big"})).document
