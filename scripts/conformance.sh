@@ -3,7 +3,7 @@
 # the README's Conformance table. newman (npm, pinned in conformance/package-lock.json) is installed on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 if [ ! -x conformance/node_modules/.bin/newman ]; then
   npm ci --prefix conformance --no-audit --no-fund --loglevel=error
 fi
