@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Awaitable
@@ -70,18 +71,43 @@ def _serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     process = None
     if args.azurite:
-        process = azurite.start(args.azurite_port, REPO_ROOT / ".azurite")
-        os.environ.setdefault("SCIM_STORAGE_CONNECTION_STRING", azurite.connection_string(args.azurite_port))
+        os.environ["SCIM_STORAGE_CONNECTION_STRING"] = azurite.connection_string(args.azurite_port)
     try:
         Settings.from_environment()
     except ConfigurationError as problem:
         raise SystemExit(f"Refusing to serve: {problem}. See local.settings.sample.json.") from problem
+    if not _port_free(args.host, args.port):
+        raise SystemExit(
+            f"Port {args.port} on {args.host} is already in use (another `python -m scim serve`?): "
+            "stop that one, or pass --port with a free port."
+        )
+    if args.azurite:
+        if not _port_free("127.0.0.1", args.azurite_port):
+            raise SystemExit(
+                f"Refusing to start a second Azurite: port {args.azurite_port} is in use, probably by another "
+                "`scim serve --azurite`, and two Azurites must not share .azurite/. To serve that one's data on "
+                "another port, run without --azurite and with SCIM_STORAGE_CONNECTION_STRING pointing at it "
+                "(UseDevelopmentStorage=true for port 10002)."
+            )
+        process = azurite.start(args.azurite_port, REPO_ROOT / ".azurite")
+        print(f"Storage: Azurite on 127.0.0.1:{args.azurite_port}, data in .azurite/ (stopped on exit)")
     print(f"SCIM endpoint: http://{args.host}:{args.port}/scim/v2")
     try:
         serve(args.host, args.port)
     finally:
         if process is not None:
             azurite.stop(process)
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be listened on now; checked before anything starts, so a clash is one line."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _check(tenants: list[str] | None, repair: bool, as_json: bool) -> int:

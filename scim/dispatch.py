@@ -343,3 +343,13 @@ def _log(request: ScimRequest, response: ScimResponse, tenant: str, started: flo
             }
         )
     )
+
+
+async def close_shared_endpoint() -> None:
+    """Close the process-wide endpoint's HTTP sessions (storage, signing-key fetches). The local host calls this on
+    shutdown, so aiohttp has no unclosed session to warn about; a Functions worker simply ends."""
+    global _shared
+    if isinstance(_shared, ScimEndpoint):
+        await _shared.close_token_checks()
+        await _shared.store.close()
+    _shared = None

@@ -175,3 +175,6 @@ async def _serve(handler: Callable[[web.BaseRequest], Awaitable[web.StreamRespon
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        from scim.dispatch import close_shared_endpoint  # the functions' own endpoint, created on first request
+
+        await close_shared_endpoint()

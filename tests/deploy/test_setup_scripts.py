@@ -33,5 +33,6 @@ def test_serve_setup_installs_the_runtime_and_not_the_test_tools(tmp_path: Path)
     probe = "import importlib.util as u; print([m for m in {} if u.find_spec(m)])"
     runtime = ["azure.functions", "azure.data.tables", "aiohttp", "scim2_models", "jwt", "msal"]
     testing = ["pytest", "ruff", "hypothesis", "scim2_tester", "tree_sitter"]
-    found = subprocess.run([python, "-c", probe.format(runtime + testing)], check=True, capture_output=True, text=True)
+    command = [python, "-c", probe.format(runtime + testing)]
+    found = subprocess.run(command, check=True, capture_output=True, text=True)  # noqa: S603
     assert found.stdout.strip() == str(runtime)
