@@ -82,8 +82,8 @@ param alwaysReadyInstanceCount int = 0
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum number of instances the app may scale out to.')
-@minValue(1)
+@description('Maximum number of instances the app may scale out to. Flex Consumption accepts 40 to 1000.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -103,7 +103,7 @@ param scmAllowedCidrs array = []
 @description('TEST DEPLOYMENTS ONLY: true sets the main site default action to Allow (anyone on the internet can reach the endpoint; the bearer token still applies). Never enable in production.')
 param allowPublicAccessForTesting bool = false
 
-@description('Minimum TLS cipher suite for the site (App Service disables every weaker suite in its fixed order). Empty string = platform default. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 keeps Entra\'s preferred RSA GCM suites (plus TLS 1.3) and drops CBC and non-ECDHE suites.')
+@description('Minimum TLS cipher suite. Off by default: App Service documents the setting for dedicated (Basic and higher) multi-tenant plans, and Flex Consumption (FC1) is not one, so a value may be refused or ignored. If your plan accepts it, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 keeps Entra\'s RSA GCM suites (plus TLS 1.3) and drops CBC and non-ECDHE suites.')
 @allowed([
   ''
   'TLS_AES_256_GCM_SHA384'
@@ -111,7 +111,7 @@ param allowPublicAccessForTesting bool = false
   'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384'
   'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'
 ])
-param minTlsCipherSuite string = 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'
+param minTlsCipherSuite string = ''
 
 // --- Storage / monitoring / Key Vault ------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ param perInstanceConcurrency = 16
 param allowedCidrs = []
 param scmAllowedCidrs = []
 param allowPublicAccessForTesting = false
-param minTlsCipherSuite = 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'
+param minTlsCipherSuite = ''
 
 param storageSku = 'Standard_LRS'
 param logRetentionInDays = 30

@@ -632,6 +632,8 @@ def check_flex_function_app(infra: Infra) -> None:
         value = get(scale, path)
         used = infra.params_used(bf, value.node) if isinstance(value, Expr) else set()
         assert param in used, f"scaleAndConcurrency.{path} must come from the {param} parameter, got {value!r}"
+    limit = infra.main.params["maximumInstanceCount"].decorators
+    assert "@minValue(40)" in limit and "@maxValue(1000)" in limit, f"Flex accepts 40-1000 instances: {limit}"
     concurrency = infra.resolve(bf, get(scale, "triggers.http.perInstanceConcurrency"))
     assert isinstance(concurrency, int) and concurrency >= 8, f"default perInstanceConcurrency {concurrency} (< 8)"
     assert "linuxFxVersion" not in get(site.value, "properties.siteConfig"), "linuxFxVersion is not for Flex"
@@ -646,9 +648,11 @@ def check_site_hardening(infra: Infra) -> None:
     assert get(sc, "scmMinTlsVersion") == "1.2"
     assert get(sc, "ftpsState") == "Disabled"
     assert get(sc, "remoteDebuggingEnabled") is False
+    # Off by default: App Service documents a minimum cipher suite for dedicated plans, and FC1 is not one.
     suite = infra.resolve(bf, get(sc, "minTlsCipherSuite"))
-    assert suite in ENTRA_TLS12_SUITES, f"default minTlsCipherSuite {suite!r} is not one of Entra's TLS 1.2 suites"
-    assert "_GCM_" in suite and "ECDHE_RSA" in suite, "use an ECDHE-RSA GCM suite (the default certificate is RSA)"
+    if suite:
+        assert suite in ENTRA_TLS12_SUITES, f"default minTlsCipherSuite {suite!r} is not one of Entra's TLS 1.2 suites"
+        assert "_GCM_" in suite and "ECDHE_RSA" in suite, "use an ECDHE-RSA GCM suite (the default certificate is RSA)"
     policies = {
         get(d.value, "name"): get(d.value, "properties.allow")
         for _, d in infra.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
@@ -1013,10 +1017,17 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
         "remoteDebuggingEnabled: true",
     ),
     (
+        "flex-instance-floor",
+        "flex_function_app",
+        "main.bicep",
+        "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount",
+        "@minValue(1)\n@maxValue(1000)\nparam maximumInstanceCount",
+    ),
+    (
         "weak-cipher",
         "site_hardening",
         "main.bicepparam",
-        "param minTlsCipherSuite = 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'",
+        "param minTlsCipherSuite = ''",
         "param minTlsCipherSuite = 'TLS_RSA_WITH_AES_128_CBC_SHA'",
     ),
     (
