@@ -61,7 +61,7 @@ class GroupService:
         self._undeclared = undeclared
         self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
         self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
-        self._ready: set[tuple[str, str]] = set()
+        self._readiness = indexes.Readiness(store, RESOURCE_TYPE, self._indexed)
         self._changes = changes or ChangeRecorder()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
@@ -83,7 +83,7 @@ class GroupService:
         except StoreError as exc:  # undo, so that Entra's retry of the POST is not refused as a duplicate
             await self._members.remove(tenant, [(group_id, member.member_id) for member in members])
             undone = self._changes.deleted(RESOURCE_TYPE, stored)
-            await self._store.delete(tenant, RESOURCE_TYPE, stored, index_keys(group), undone)
+            await self._store.delete(tenant, RESOURCE_TYPE, stored, self._keys(group, stored), undone)
             raise protocol.store_error(exc) from exc
         return _render(stored, base_url, members[:MAX_MEMBERS_PER_GET], None)
 
@@ -217,7 +217,7 @@ class GroupService:
                     if len(found) == page.count:
                         break
             return total, found
-        if parsed.lookup is not None and await self._answerable(tenant, parsed.lookup.index):
+        if parsed.lookup is not None and await self._readiness.answers(tenant, parsed.lookup.index):
             ids = await self._candidates(tenant, parsed)
             loaded = await all_of([self._candidate(tenant, parsed, i) for i in sorted(set(ids))])
             matches = [stored for stored in loaded if stored is not None]
@@ -250,12 +250,6 @@ class GroupService:
             self._store.get(tenant, RESOURCE_TYPE, group_id), self._named_members(tenant, parsed, group_id)
         )
         return stored if stored is not None and _matches(parsed, stored, rows) else None
-
-    async def _answerable(self, tenant: str, index: str) -> bool:
-        """A built-in index always answers; a configured one once it is complete for the tenant (else: scan)."""
-        if not any(attribute.key_name == index for attribute in self._indexed):
-            return True
-        return await self._index_ready(tenant, index)
 
     async def _matches(self, tenant: str, parsed: ParsedFilter, stored: StoredResource) -> bool:
         return _matches(parsed, stored, await self._named_members(tenant, parsed, stored.resource_id))
@@ -330,17 +324,6 @@ class GroupService:
 
     def _keys(self, group: ScimGroup, stored: StoredResource) -> list[IndexKey]:
         return index_keys(group) + indexes.index_keys(self._indexed, stored.document)
-
-    async def _index_ready(self, tenant: str, index: str) -> bool:
-        """Whether a configured index is complete for the tenant (its ready row exists); remembered once seen,
-        since every write keeps a complete index complete."""
-        if (tenant, index) in self._ready:
-            return True
-        attribute = next((a for a in self._indexed if a.key_name == index), None)
-        if attribute is None or not await self._store.has_row(tenant, RESOURCE_TYPE, indexes.ready_row_key(attribute)):
-            return False
-        self._ready.add((tenant, index))
-        return True
 
     async def _load(self, tenant: str, group_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, group_id)

@@ -14,7 +14,7 @@ never wrong in between.
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scim2_models import Path, SCIMException
 
@@ -31,6 +31,9 @@ from scim.schemas import (
 )
 from scim.settings import ConfigurationError
 from scim.store.contract import IndexKey
+
+if TYPE_CHECKING:
+    from scim.store.tables import TableStore
 
 READY_PREFIX = "state:index:"
 """RowKey prefix of the row saying an index is complete for the tenant (outside the ``id:`` and ``ix:`` ranges)."""
@@ -143,3 +146,24 @@ def _get(holder: Any, name: str) -> Any:
         return None
     lowered = name.lower()
     return next((value for key, value in holder.items() if key.lower() == lowered), None)
+
+
+class Readiness:
+    """Whether an index may answer a filter for a tenant: a built-in one always, a configured one once its ready row
+    exists. Remembered once seen per process, since every write keeps a complete index complete; Users and Groups
+    share it so the rule lives in one place."""
+
+    def __init__(self, store: "TableStore", resource_type: str, attributes: Sequence[IndexedAttribute]) -> None:
+        self._store = store
+        self._resource_type = resource_type
+        self._attributes = {attribute.key_name: attribute for attribute in attributes}
+        self._ready: set[tuple[str, str]] = set()
+
+    async def answers(self, tenant: str, index: str) -> bool:
+        attribute = self._attributes.get(index)
+        if attribute is None or (tenant, index) in self._ready:
+            return True
+        if not await self._store.has_row(tenant, self._resource_type, ready_row_key(attribute)):
+            return False
+        self._ready.add((tenant, index))
+        return True

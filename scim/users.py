@@ -50,7 +50,7 @@ class UserService:
         self._undeclared = undeclared
         self._indexed = indexes.for_type(indexed, RESOURCE_TYPE)
         self._extra_indexes = {attribute.canonical: attribute.key_name for attribute in self._indexed}
-        self._ready: set[tuple[str, str]] = set()
+        self._readiness = indexes.Readiness(store, RESOURCE_TYPE, self._indexed)
         self._changes = changes or ChangeRecorder()
 
     async def create(self, tenant: str, payload: Any, base_url: str) -> Rendered:
@@ -157,7 +157,8 @@ class UserService:
         text = query.get("filter")
         parsed = parse_filter(text, ScimUser, self._extra_indexes) if text else None
         try:
-            if parsed is not None and parsed.lookup is not None and await self._answerable(tenant, parsed.lookup):
+            lookup = parsed.lookup if parsed is not None else None
+            if lookup is not None and await self._readiness.answers(tenant, lookup.index):
                 total, found, groups = await self._list_indexed(tenant, parsed, page, query, base_url)
             else:
                 if parsed is None:
@@ -209,12 +210,6 @@ class UserService:
             key = _lookup_key(lookup)
         return await self._store.lookup(tenant, RESOURCE_TYPE, key)
 
-    async def _answerable(self, tenant: str, lookup: IndexLookup) -> bool:
-        """A built-in index always answers; a configured one once it is complete for the tenant (else: scan)."""
-        if not any(attribute.key_name == lookup.index for attribute in self._indexed):
-            return True
-        return await self._index_ready(tenant, lookup.index)
-
     async def _list_scanned(self, tenant: str, parsed: ParsedFilter, page: Page) -> tuple[int, list[StoredResource]]:
         total = 0
         found: list[StoredResource] = []
@@ -227,17 +222,6 @@ class UserService:
 
     def _keys(self, user: ScimUser, stored: StoredResource) -> list[IndexKey]:
         return index_keys(user) + indexes.index_keys(self._indexed, stored.document)
-
-    async def _index_ready(self, tenant: str, index: str) -> bool:
-        """Whether a configured index is complete for the tenant (its ready row exists); remembered once seen,
-        since every write keeps a complete index complete."""
-        if (tenant, index) in self._ready:
-            return True
-        attribute = next((a for a in self._indexed if a.key_name == index), None)
-        if attribute is None or not await self._store.has_row(tenant, RESOURCE_TYPE, indexes.ready_row_key(attribute)):
-            return False
-        self._ready.add((tenant, index))
-        return True
 
     async def _load(self, tenant: str, resource_id: str) -> StoredResource:
         return await protocol.load(self._store, tenant, RESOURCE_TYPE, resource_id)

@@ -14,7 +14,8 @@ from scim import consistency, indexes, reindex
 from scim.dispatch import ScimEndpoint
 from scim.settings import ConfigurationError, Settings
 from scim.store import keys, maintenance
-from scim.store.tables import TableStore
+from scim.store.contract import StoreUnavailable
+from scim.store.tables import MembershipStore, TableStore
 from tests.conftest import Client
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -227,3 +228,24 @@ async def test_reindex_and_check_commands(store: TableStore, azurite_connection_
     assert code == 0, output
     code, _ = await cli("reindex", connection_string=azurite_connection_string, listed="emails")
     assert code == 2
+
+
+async def test_a_group_post_undone_after_its_member_rows_failed_leaves_no_index_row(
+    store: TableStore, monkeypatch: pytest.MonkeyPatch
+):
+    """The undo deletes the configured index rows too: otherwise Entra's retry of the POST would leave an orphan row
+    that a filter on the attribute finds."""
+    tenant = new_tenant()
+    client = client_for(store, tenant)
+    member = (await client.create_user("undo-member@contoso.com"))["id"]
+
+    async def failing_add(*_: object) -> None:
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(MembershipStore, "add", failing_add)
+    body = {"schemas": [GROUP], "displayName": "Undone", GROUP_CUSTOM: {"code": "U-1"}, "members": [{"value": member}]}
+    response = await client.call("POST", "Groups", body)
+    assert response.status == 503, response.document
+    partition = keys.partition_key(tenant, "Group")
+    left = [row["RowKey"] async for row in store.range(partition, "", "~", ["RowKey"])]
+    assert left == [], left
