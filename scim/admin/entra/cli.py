@@ -111,14 +111,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("login", parents=[common], help="sign in (device code) and keep the token cache")
 
     connect = sub.add_parser("connect", parents=[common], help="create/reuse the app, its SCIM job and credentials")
-    source = connect.add_mutually_exclusive_group(required=True)
-    source.add_argument("--tenant-url", help="the endpoint's https://<app>/scim/v2")
-    source.add_argument(
-        "--from-deployment",
-        nargs=2,
-        metavar=("RG", "DEPLOYMENT"),
-        help="read tenantUrl and keyVaultName from the Bicep deployment's outputs (az CLI)",
-    )
+    _endpoint_options(connect)
     token = connect.add_mutually_exclusive_group()
     token.add_argument("--token-stdin", action="store_true", help="read the SCIM bearer token from stdin")
     token.add_argument("--key-vault", help="read the token from this Key Vault (DefaultAzureCredential)")
@@ -155,14 +148,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("pause", parents=[common], help="pause the job (start it again with connect or restart)")
 
     rotate = sub.add_parser("rotate", parents=[common], help="new token: add, validate, switch Entra, retire the old")
-    target = rotate.add_mutually_exclusive_group(required=True)
-    target.add_argument("--tenant-url", help="the endpoint's https://<app>/scim/v2")
-    target.add_argument(
-        "--from-deployment",
-        nargs=2,
-        metavar=("RG", "DEPLOYMENT"),
-        help="read tenantUrl and keyVaultName from the Bicep deployment's outputs (az CLI)",
-    )
+    _endpoint_options(rotate)
     where = rotate.add_mutually_exclusive_group()
     where.add_argument("--key-vault", help="the vault holding the endpoint's tokens (default: the deployment's)")
     where.add_argument(
@@ -180,6 +166,18 @@ def parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--poll", type=float, default=15.0, help="seconds between Test Connections while waiting")
     return entra
+
+
+def _endpoint_options(parser: argparse.ArgumentParser) -> None:
+    """Where the endpoint is: typed, or read from the Bicep deployment, the same way for connect and rotate."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tenant-url", help="the endpoint's https://<app>/scim/v2")
+    source.add_argument(
+        "--from-deployment",
+        nargs=2,
+        metavar=("RG", "DEPLOYMENT"),
+        help="read tenantUrl and keyVaultName from the Bicep deployment's outputs (az CLI)",
+    )
 
 
 def _key_vault_options(command: argparse.ArgumentParser) -> None:
