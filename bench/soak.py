@@ -14,10 +14,15 @@ the faults stop, every pending request is re-sent until it succeeds, and the run
 - no 500 and no 404 on a lookup or on a resource Entra believes exists, at any time;
 - every 5xx carried ``Retry-After``;
 - what the endpoint holds equals what Entra believes (every user's name and state, every group's members);
-- ``python -m scim check`` finds nothing to repair.
+- ``python -m scim check`` finds nothing to repair;
+- the change feed (on unless ``--no-feed``), followed through the faults by a reader of ``GET /scim/v2/Changes``
+  and read to its end once the settle horizon has passed the last write, holds exactly the events Entra's belief
+  implies: 0 missing, 0 invented, 0 out of order per resource, no event twice (bench/feed_check.py says how a
+  503'd request that may or may not have committed is judged without a false alarm).
 
-It prints requests and failures by status, the fault schedule, and the verdict; the exit code is 0 only when the
-verdict is clean. See bench/README.md.
+Entra also re-sends some changes that already succeeded (as it does when an answer is lost): they must answer 2xx
+and record nothing. It prints requests and failures by status, the fault schedule, and the verdict; the exit code is
+0 only when the verdict is clean. See bench/README.md.
 """
 
 import argparse
@@ -40,6 +45,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.feed_check import Expected, Verdict, judge, unique  # noqa: E402
 from scim.consistency import check  # noqa: E402
 from scim.local import azurite  # noqa: E402
 from scim.settings import DEFAULT_TENANT  # noqa: E402
@@ -53,6 +59,12 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 RESULTS_DIR = BENCH_DIR / "results"
 RETRY_PAUSE = (0.5, 3.0)
 """Seconds a failed request waits before it is re-sent (Entra waits for its next cycle, 40 minutes)."""
+RESEND_SHARE = 0.1
+"""Share of successful changes sent once more, as Entra does when their answer was lost: each must record nothing."""
+FEED_PAGE = 1000
+FEED_POLL_SECONDS = 1.0
+SETTLE_MARGIN_SECONDS = 2.0
+"""Waited beyond the settle horizon: the server may still be finishing a request its client has given up on."""
 FAULTS: list[tuple[str, Fault, float]] = [
     ("flaky 10%", Fault("flaky", probability=0.10, faults=("drop", "reset", "cut")), 8.0),
     ("outage (refused)", Fault("refuse"), 4.0),
@@ -80,10 +92,16 @@ class Belief:
 
 @dataclass
 class Tally:
+    """What Entra saw: answers by operation and status, violations, and the changes the feed must hold."""
+
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     requests: int = 0
     resent: int = 0
+    duplicates_sent: int = 0
+    expected: list[Expected] = field(default_factory=list)
+    last_answer: float = 0.0
+    """Wall-clock second of the last answer (or failure) to any request: the last moment anything was stamped."""
 
     def violation(self, text: str) -> None:
         if len(self.violations) < 200:
@@ -105,20 +123,47 @@ class Entra:
         self.busy: set[tuple[str, int]] = set()
         """Resources with an operation in flight or awaiting a re-send: new changes leave them alone, so every claim
         is exclusive and an operation's belief update can never interleave with another's on the same resource."""
+        self.claimed_at: dict[tuple[str, int], float] = {}
+        """When the operation holding each busy resource was submitted: no attempt of it started earlier."""
 
-    async def send(self, kind: str, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+    async def send(
+        self,
+        kind: str,
+        method: str,
+        url: str,
+        http: httpx.AsyncClient | None = None,
+        stamps: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response | None:
+        """One request, counted and checked; ``stamps`` is False for a request that can record no change."""
         self.tally.requests += 1
         try:
-            response = await self.http.request(method, url, **kwargs)
+            response = await (http or self.http).request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             self.tally.statuses[(kind, type(exc).__name__)] += 1
             return None
+        finally:
+            if stamps:
+                self.tally.last_answer = time.time()
         self.tally.statuses[(kind, str(response.status_code))] += 1
         if response.status_code in (400, 500) or response.status_code > 503:
             self.tally.violation(f"{kind}: {response.status_code} {response.text[:300]}")
         if response.status_code >= 500 and not response.headers.get("Retry-After", "").isdigit():
             self.tally.violation(f"{kind}: {response.status_code} without Retry-After")
         return response
+
+    def expect(self, claim: tuple[str, int], subject: str, kind: str, detail: str | frozenset[str] | None) -> None:
+        """The one event an operation that just succeeded implies (see bench/feed_check.py)."""
+        started = self.claimed_at[claim]
+        self.tally.expected.append(Expected(subject, (kind, detail), started, time.monotonic()))
+
+    async def resend(self, kind: str, method: str, url: str, **kwargs: Any) -> None:
+        """Sometimes send a change that already succeeded once more: it must answer 2xx (404 for a delete) and record
+        nothing; its own failure is harmless, since the change is made."""
+        if self.rng.random() >= RESEND_SHARE:
+            return
+        self.tally.duplicates_sent += 1
+        await self.send(f"{kind} (again)", method, url, **kwargs)
 
     def user_name(self, index: int, generation: int = 0) -> str:
         return f"soak{index}-{generation}@example.com"
@@ -130,43 +175,60 @@ class Entra:
             self._no_404(found, "lookup user")
             return False
         resources = found.json()["Resources"]
-        if resources:
-            self.belief.user_ids[index] = resources[0]["id"]
-            self.belief.active[index] = bool(resources[0].get("active", True))
+        if resources:  # an earlier attempt's POST committed though its answer was lost
+            self._created_user(index, resources[0])
             return True
         body = {"schemas": [USER], "userName": name, "active": True, "externalId": f"ext-{index}"}
         created = await self.send("create user", "POST", "/Users", json=body)
         if created is not None and created.status_code == 201:
-            self.belief.user_ids[index] = created.json()["id"]
-            self.belief.active[index] = True
+            self._created_user(index, created.json())
             return True
         return False  # 409: created by an earlier attempt whose answer was lost; the next lookup finds it
 
+    def _created_user(self, index: int, document: dict[str, Any]) -> None:
+        self.belief.user_ids[index] = document["id"]
+        self.belief.active[index] = bool(document.get("active", True))
+        version = document["meta"]["lastModified"]
+        self.expect(("user", index), f"Users/{document['id']}", "scim.user.created", version)
+
     async def update_user(self, index: int, active: bool) -> bool:
         body = {"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": active}]}
-        response = await self.send("update user", "PATCH", f"/Users/{self.belief.user_ids[index]}", json=body)
+        url = f"/Users/{self.belief.user_ids[index]}"
+        response = await self.send("update user", "PATCH", url, json=body)
         if response is not None and response.status_code == 200:
             self.belief.active[index] = active
+            await self.resend("update user", "PATCH", url, json=body)
+            kind = "scim.user.reactivated" if active else "scim.user.deactivated"
+            self.expect(("user", index), url[1:], kind, response.json()["meta"]["lastModified"])
             return True
         self._no_404(response, "update user")
         return False
 
     async def rename_user(self, index: int, name: str) -> bool:
         body = {"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "userName", "value": name}]}
-        response = await self.send("rename user", "PATCH", f"/Users/{self.belief.user_ids[index]}", json=body)
+        url = f"/Users/{self.belief.user_ids[index]}"
+        response = await self.send("rename user", "PATCH", url, json=body)
         if response is not None and response.status_code == 200:
             self.belief.names[index] = name
+            await self.resend("rename user", "PATCH", url, json=body)
+            self.expect(("user", index), url[1:], "scim.user.updated", response.json()["meta"]["lastModified"])
             return True
         self._no_404(response, "rename user")
         return False
 
     async def delete_user(self, index: int) -> bool:
-        response = await self.send("delete user", "DELETE", f"/Users/{self.belief.user_ids[index]}")
+        user_id = self.belief.user_ids[index]
+        response = await self.send("delete user", "DELETE", f"/Users/{user_id}")
         if response is None or response.status_code not in (204, 404):  # 404: an earlier attempt deleted it
             return False
+        await self.resend("delete user", "DELETE", f"/Users/{user_id}")
         self.belief.deleted.add(index)
-        for members in self.belief.members.values():
-            members.discard(index)
+        for group, members in self.belief.members.items():
+            if index in members:  # the user leaves its groups: one removal event on each
+                members.discard(index)
+                subject = f"Groups/{self.belief.group_ids[group]}"
+                self.expect(("user", index), subject, "scim.group.members.removed", frozenset({user_id}))
+        self.expect(("user", index), f"Users/{user_id}", "scim.user.deleted", None)
         return True
 
     async def provision_group(self, index: int) -> bool:
@@ -178,14 +240,19 @@ class Entra:
             return False
         resources = found.json()["Resources"]
         if resources:
-            self.belief.group_ids[index] = resources[0]["id"]
+            self._created_group(index, resources[0])
             return True
         created = await self.send("create group", "POST", "/Groups", json={"schemas": [GROUP], "displayName": name})
         if created is not None and created.status_code == 201:
-            self.belief.group_ids[index] = created.json()["id"]
-            self.belief.members[index] = set()
+            self._created_group(index, created.json())
             return True
         return False
+
+    def _created_group(self, index: int, document: dict[str, Any]) -> None:
+        self.belief.group_ids[index] = document["id"]
+        self.belief.members.setdefault(index, set())
+        version = document["meta"]["lastModified"]
+        self.expect(("group", index), f"Groups/{document['id']}", "scim.group.created", version)
 
     async def change_members(self, group: int, added: list[int], removed: list[int]) -> bool:
         operations: list[dict[str, Any]] = []
@@ -196,12 +263,18 @@ class Entra:
             value = [{"value": self.belief.user_ids[i]} for i in removed]
             operations.append({"op": "Remove", "path": "members", "value": value})
         body = {"schemas": [PATCH], "Operations": operations}
-        response = await self.send("member patch", "PATCH", f"/Groups/{self.belief.group_ids[group]}", json=body)
+        url = f"/Groups/{self.belief.group_ids[group]}"
+        response = await self.send("member patch", "PATCH", url, json=body)
         if response is None or response.status_code != 204:
             self._no_404(response, "member patch")
             return False
+        await self.resend("member patch", "PATCH", url, json=body)
         self.belief.members.setdefault(group, set()).update(added)
         self.belief.members[group].difference_update(removed)
+        for kind, changed in (("added", added), ("removed", removed)):
+            if changed:
+                ids = frozenset(self.belief.user_ids[i] for i in changed)
+                self.expect(("group", group), url[1:], f"scim.group.members.{kind}", ids)
         return True
 
     async def check_membership(self, group: int, user: int) -> bool:
@@ -233,6 +306,7 @@ class Run:
 
     def submit(self, operation: Operation, *resources: tuple[str, int]) -> None:
         self.entra.busy.update(resources)
+        self.entra.claimed_at.update(dict.fromkeys(resources, time.monotonic()))
         self.pending += 1
         self.idle.clear()
         self.queue.put_nowait((operation, resources))
@@ -310,8 +384,9 @@ async def inject_faults(proxy: FaultProxy, stop: asyncio.Event, schedule: list[t
     await asyncio.to_thread(proxy.heal)
 
 
-async def reconcile(entra: Entra, http: httpx.AsyncClient) -> list[str]:
-    """Where the endpoint differs from Entra's belief, read with faults off."""
+async def reconcile(entra: Entra, http: httpx.AsyncClient, versions: dict[str, str]) -> list[str]:
+    """Where the endpoint differs from Entra's belief, read with faults off; ``versions`` receives each live user's
+    ``meta.lastModified``, which the user's last event must carry."""
     belief, problems = entra.belief, []
     for index, user_id in sorted(belief.user_ids.items()):
         response = await http.get(f"/Users/{user_id}")
@@ -323,6 +398,7 @@ async def reconcile(entra: Entra, http: httpx.AsyncClient) -> list[str]:
             problems.append(f"user {index} answers {response.status_code}")
             continue
         document = response.json()
+        versions[f"Users/{user_id}"] = document["meta"]["lastModified"]
         if document["userName"] != belief.names[index] or document.get("active", True) != belief.active[index]:
             problems.append(f"user {index} holds {document['userName']}/{document.get('active')}")
         found = await http.get("/Users", params={"filter": f'userName eq "{belief.names[index]}"'})
@@ -337,17 +413,80 @@ async def reconcile(entra: Entra, http: httpx.AsyncClient) -> list[str]:
     return problems
 
 
+class FeedReader:
+    """A consumer of the pull feed: follows ``GET /scim/v2/Changes`` through the faults on a connection of its own,
+    resuming from each page's ``next`` as a real consumer does; a failed page is simply read again."""
+
+    def __init__(self, entra: Entra, http: httpx.AsyncClient) -> None:
+        self.entra = entra
+        self.http = http
+        self.events: list[dict[str, Any]] = []
+        self.after: str | None = None
+        self.pages = 0
+
+    async def page(self) -> int | None:
+        """Read one page; the number of events on it, or None if the read failed."""
+        params = {"limit": str(FEED_PAGE), **({"after": self.after} if self.after else {})}
+        response = await self.entra.send("feed page", "GET", "/Changes", http=self.http, stamps=False, params=params)
+        if response is None or response.status_code != 200:
+            return None
+        document = response.json()
+        self.events.extend(document["events"])
+        self.after = document["next"]
+        self.pages += 1
+        return len(document["events"])
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.page()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FEED_POLL_SECONDS)
+
+    async def read_to_end(self) -> None:
+        """Read until a page comes back short: its ``next`` is the horizon, past every event there is."""
+        while (count := await self.page()) is None or count == FEED_PAGE:
+            if count is None:
+                await asyncio.sleep(FEED_POLL_SECONDS)
+
+
+async def settle_and_judge(
+    args: argparse.Namespace,
+    entra: Entra,
+    reader: FeedReader,
+    stop: asyncio.Event,
+    follower: asyncio.Task[None],
+    versions: dict[str, str],
+) -> dict[str, Any]:
+    """Wait until the feed's horizon has passed the last write, finish reading, and judge what was read."""
+    wait = max(0.0, entra.tally.last_answer + args.settle + SETTLE_MARGIN_SECONDS - time.time())
+    print(
+        f"[feed] waiting {wait:.0f} s: the pull feed shows a change only once SCIM_CHANGE_FEED_SETTLE_SECONDS "
+        f"({args.settle:g} s) have passed since it was stamped, and the last write was answered "
+        f"{time.time() - entra.tally.last_answer:.0f} s ago (+{SETTLE_MARGIN_SECONDS:g} s margin)",
+        flush=True,
+    )
+    await asyncio.sleep(wait)
+    stop.set()
+    await follower
+    await reader.read_to_end()
+    first, repeats = unique(reader.events)
+    verdict = judge(entra.tally.expected, first, versions)
+    verdict.duplicates = repeats
+    return {"verdict": verdict, "pages": reader.pages, "waited": wait, "expected": len(entra.tally.expected)}
+
+
 async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: FaultProxy) -> tuple[Entra, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, timeout=60, limits=limits, trust_env=False
-    ) as http:
+    client = {"base_url": base_url, "headers": headers, "timeout": 60, "trust_env": False}
+    async with httpx.AsyncClient(limits=limits, **client) as http, httpx.AsyncClient(**client) as feed_http:
         entra = Entra(http, random.Random(args.seed))
         run = Run(entra, args.concurrency)
         workers = [asyncio.create_task(run.worker()) for _ in range(args.concurrency)]
         stop, schedule = asyncio.Event(), []
         faults = asyncio.create_task(inject_faults(proxy, stop, schedule))
+        reader, stop_reading = FeedReader(entra, feed_http), asyncio.Event()
+        follower = asyncio.create_task(reader.follow(stop_reading)) if args.feed else None
         started = time.monotonic()
         for index in range(args.users):
             run.submit(lambda index=index: entra.provision_user(index), ("user", index))
@@ -364,7 +503,14 @@ async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: Fault
         drained = await run.drain(args.drain_seconds)
         for worker in workers:
             worker.cancel()
-        problems = await reconcile(entra, http) if drained else ["pending requests never succeeded"]
+        versions: dict[str, str] = {}
+        problems = await reconcile(entra, http, versions) if drained else ["pending requests never succeeded"]
+        feed = None
+        if follower is not None:
+            if drained:
+                feed = await settle_and_judge(args, entra, reader, stop_reading, follower, versions)
+            else:
+                follower.cancel()
     summary = {
         "seconds": faulted_seconds,
         "schedule": schedule,
@@ -372,6 +518,7 @@ async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: Fault
         "problems": problems,
         "connections": proxy.connections,
         "faulted": proxy.faulted,
+        "feed": feed,
     }
     return entra, summary
 
@@ -389,7 +536,10 @@ def report(args: argparse.Namespace, entra: Entra, summary: dict[str, Any], find
     tally = entra.tally
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-    print(f"workload: {args.users} users, {args.groups} groups, concurrency {args.concurrency}, seed {args.seed}")
+    print(
+        f"workload: {args.users} users, {args.groups} groups, concurrency {args.concurrency}, seed {args.seed}, "
+        f"change feed {'on' if args.feed else 'off'}"
+    )
     connections = f"proxy connections {summary['connections']}, faulted {summary['faulted']}"
     print(f"faults for {summary['seconds']:.0f} s; {connections}")
     print("  schedule: " + ", ".join(f"{at:.0f}s {name}" for at, name in summary["schedule"][:12]) + " …")
@@ -411,9 +561,41 @@ def report(args: argparse.Namespace, entra: Entra, summary: dict[str, Any], find
     print(f"python -m scim check: {len(findings)} findings")
     for line in findings[:20]:
         print(f"  {line}")
-    clean = not tally.violations and not summary["problems"] and not findings
+    feed_clean = report_feed(args, entra, summary["feed"])
+    clean = not tally.violations and not summary["problems"] and not findings and feed_clean
     print("verdict: " + ("CLEAN" if clean else "NOT CLEAN"))
     return 0 if clean else 1
+
+
+def report_feed(args: argparse.Namespace, entra: Entra, feed: dict[str, Any] | None) -> bool:
+    """Print the pull feed's verdict; True when it is clean (or the feed was not asked for)."""
+    if not args.feed:
+        print("change feed: off (--no-feed)")
+        return True
+    if feed is None:
+        print("pull feed: not judged, operations were still pending")
+        return False
+    verdict: Verdict = feed["verdict"]
+    print(
+        f"pull feed (GET /scim/v2/Changes, followed through the faults, then read to the end after waiting "
+        f"{feed['waited']:.0f} s for the {args.settle:g} s settle horizon): {verdict.events} events in "
+        f"{feed['pages']} pages; Entra's belief implies {feed['expected']}; "
+        f"{entra.tally.duplicates_sent} changes re-sent after success (no event expected)"
+    )
+    print(
+        f"  per resource vs Entra's belief: missing {len(verdict.missing)}, invented {len(verdict.invented)}, "
+        f"out of order {len(verdict.out_of_order)}; delivered twice {verdict.duplicates}; "
+        f"users whose last event is not the version held {len(verdict.stale)}"
+    )
+    for name, lines in (
+        ("missing", verdict.missing),
+        ("invented", verdict.invented),
+        ("out of order", verdict.out_of_order),
+        ("stale", verdict.stale),
+    ):
+        for line in lines[:10]:
+            print(f"  {name}: {line}")
+    return verdict.clean(duplicates_allowed=False)
 
 
 def parse_args() -> argparse.Namespace:
@@ -424,6 +606,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=120, help="how long faults are injected")
     parser.add_argument("--drain-seconds", type=float, default=120, help="time allowed to re-send after the faults")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-feed", dest="feed", action="store_false", help="run with SCIM_CHANGE_FEED off")
+    parser.add_argument(
+        "--settle", type=int, default=60, help="SCIM_CHANGE_FEED_SETTLE_SECONDS for the server (at least 60)"
+    )
     return parser.parse_args()
 
 
@@ -438,6 +624,9 @@ def main() -> int:
             server = LocalServer(
                 azurite.connection_string(proxy.port), prefix, (RESULTS_DIR / "soak-server.log").open("wb")
             )
+            if args.feed:
+                server.env["SCIM_CHANGE_FEED"] = "on"
+                server.env["SCIM_CHANGE_FEED_SETTLE_SECONDS"] = str(args.settle)
             try:
                 server.start()
                 entra, summary = asyncio.run(soak(args, server.base_url, server.token, proxy))
