@@ -37,6 +37,8 @@ from scim.store.tables import WRITES, MembershipStore, TableStore
 from scim.users import UserService
 
 if TYPE_CHECKING:
+    from scim.publisher import Publisher
+    from scim.store.event_queue import EventQueue
     from scim.token_endpoint import TokenEndpoint
 
 ResourceService = UserService | GroupService
@@ -61,9 +63,12 @@ costs storage nothing more."""
 class ScimEndpoint:
     """Settings, the store and the service for one process; built once, on the first request."""
 
-    def __init__(self, settings: Settings, store: TableStore) -> None:
+    def __init__(self, settings: Settings, store: TableStore, events: "EventQueue | None" = None) -> None:
         self.settings = settings
         self.store = store
+        self._events = events if settings.change_feed else None
+        """The change feed's queue (:mod:`scim.publisher`); None: no publisher in this process."""
+        self._publisher: Publisher | None = None
         members = MembershipStore(store, settings.change_feed)
         changes = ChangeRecorder(settings.change_feed, settings.change_feed_snapshots)
         declared = declarations.load(settings.schema_extensions)
@@ -117,7 +122,58 @@ class ScimEndpoint:
             log.exception("unhandled error in %s %s", request.method, request.endpoint)
             response = error_response(ScimError(500, "Internal error"))
         _log(request, response, tenant, started, writes[0])
+        if writes[0] and self._events is not None:
+            self._kick(tenant)
         return response
+
+    @property
+    def publisher(self) -> "Publisher | None":
+        """The change feed's queue publisher, built on first use (its modules load only where the feed is on)."""
+        if self._publisher is None and self._events is not None:
+            from scim.publisher import Publisher
+
+            delay, retention = self.settings.change_feed_publish_delay_seconds, self.settings.change_feed_retention_days
+            self._publisher = Publisher(self.store, self._events, delay, retention)
+        return self._publisher
+
+    async def close_publisher(self) -> None:
+        """Let kicked passes finish, then close the queue's HTTP session."""
+        if self._publisher is not None:
+            await self._publisher.idle()
+            await self._publisher.queue.close()
+
+    def _kick(self, tenant: str) -> None:
+        """A write may have recorded events: publish them in the background, after this answer. Nothing here may
+        fail or slow the request; a lost kick only leaves the events for the timer sweep."""
+        try:
+            if self.publisher is not None:
+                self.publisher.kick(tenant)
+        except Exception:
+            log.exception("could not start the change-feed publisher")
+
+    async def sweep(self) -> None:
+        """The timer's pass over every tenant (scim/publisher.py): publishes what kicks missed, applies retention."""
+        publisher = self.publisher
+        if publisher is None:
+            return
+        tenants = {tenant for tenant, _ in self.settings.bearer_tokens} | set(self.settings.entra_tenant_ids)
+        try:
+            stored = await self.credentials.snapshot()
+            tenants |= stored.tenants | {credential.tenant for credential in stored.credentials.values()}
+        except ScimError:
+            log.warning("change-feed sweep: stored tenants unreadable; sweeping the others")
+        report = await publisher.sweep(tenants)
+        log.info(
+            json.dumps(
+                {
+                    "event": "scim.changes.sweep",
+                    "tenants": len(report.passes),
+                    "sent": sum(done.sent for done in report.passes),
+                    "failed": len(report.failed),
+                    "expired": report.expired,
+                }
+            )
+        )
 
     async def _route(self, tenant: str, request: ScimRequest) -> ScimResponse:
         check_attribute_lists(request.query)
@@ -220,6 +276,9 @@ class UnconfiguredEndpoint:
     async def health(self) -> ScimResponse:
         return health_response(False)
 
+    async def sweep(self) -> None:
+        log.error("not sweeping the change feed: %s", self.problem)
+
     async def token(self, request: ScimRequest) -> ScimResponse:
         log.error("refusing a token request: %s", self.problem)
         body = {"error": "temporarily_unavailable", "error_description": "The endpoint is not configured"}
@@ -240,7 +299,13 @@ def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
         store = TableStore.from_settings(
             settings.storage_connection_string, settings.storage_table_uri, settings.table_prefix
         )
-        _shared = ScimEndpoint(settings, store)
+        events = None
+        if settings.publishes_changes:
+            from scim.store.event_queue import EventQueue
+
+            connection, name = settings.storage_connection_string, settings.change_feed_queue
+            events = EventQueue.from_settings(connection, settings.queue_uri, name)
+        _shared = ScimEndpoint(settings, store, events)
     return _shared
 
 
@@ -351,5 +416,6 @@ async def close_shared_endpoint() -> None:
     global _shared
     if isinstance(_shared, ScimEndpoint):
         await _shared.close_token_checks()
+        await _shared.close_publisher()
         await _shared.store.close()
     _shared = None

@@ -33,6 +33,11 @@ DEFAULT_ENTRA_APP_IDS = ("00000014-0000-0000-c000-000000000000",)
 # Entra's v2 OpenID metadata: the keys that sign Workload Identity Federation client assertions (issuer .../v2.0).
 DEFAULT_WIF_METADATA_URL = "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"
 MIN_SIGNING_KEY_LENGTH = 32
+DEFAULT_CHANGE_FEED_QUEUE = "scim-changes"
+_QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+"""Azure's queue names: 3 to 63 lower-case letters, digits and single hyphens, starting and ending alphanumeric."""
+DEFAULT_RETENTION_DAYS = 7.0
+DEFAULT_PUBLISH_DELAY_SECONDS = 0.1
 ACCESS_TOKEN_MINUTES = (60, 360)
 
 
@@ -99,6 +104,13 @@ class Settings:
     change_feed_snapshots: bool = False
     change_feed_settle_seconds: float = 60.0
     """How far behind the writes the pull feed reads; at least :data:`scim.store.outbox.MIN_SETTLE_SECONDS`."""
+    change_feed_queue: str = DEFAULT_CHANGE_FEED_QUEUE
+    """The Azure Storage Queue the publisher sends events to (``SCIM_CHANGE_FEED_QUEUE``); empty: no publisher."""
+    storage_queue_uri: str | None = None
+    """``SCIM_STORAGE_QUEUE_URI``, else derived from the table URI: the same account, reached the same way."""
+    change_feed_retention_days: float = DEFAULT_RETENTION_DAYS
+    change_feed_publish_delay_seconds: float = DEFAULT_PUBLISH_DELAY_SECONDS
+    """How long after a write the in-process publisher waits, so that a burst of writes shares queue messages."""
     secret_digests: tuple[tuple[str, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -128,9 +140,33 @@ class Settings:
             change_feed=parse_switch(env.get("SCIM_CHANGE_FEED", ""), "SCIM_CHANGE_FEED"),
             change_feed_snapshots=parse_switch(env.get("SCIM_CHANGE_FEED_SNAPSHOTS", ""), "SCIM_CHANGE_FEED_SNAPSHOTS"),
             change_feed_settle_seconds=parse_settle(env.get("SCIM_CHANGE_FEED_SETTLE_SECONDS", "")),
+            change_feed_queue=parse_queue_name(env.get("SCIM_CHANGE_FEED_QUEUE", "")),
+            storage_queue_uri=(env.get("SCIM_STORAGE_QUEUE_URI") or "").rstrip("/") or None,
+            change_feed_retention_days=parse_number(
+                env.get("SCIM_CHANGE_FEED_RETENTION_DAYS", ""),
+                "SCIM_CHANGE_FEED_RETENTION_DAYS",
+                DEFAULT_RETENTION_DAYS,
+            ),
+            change_feed_publish_delay_seconds=parse_number(
+                env.get("SCIM_CHANGE_FEED_PUBLISH_DELAY_SECONDS", ""),
+                "SCIM_CHANGE_FEED_PUBLISH_DELAY_SECONDS",
+                DEFAULT_PUBLISH_DELAY_SECONDS,
+            ),
         )
         settings.check()
         return settings
+
+    @property
+    def publishes_changes(self) -> bool:
+        """The queue publisher runs when the feed is on and a queue is named."""
+        return self.change_feed and bool(self.change_feed_queue)
+
+    @property
+    def queue_uri(self) -> str | None:
+        """Where the queue service is when there is no connection string: the table's account, by its URI."""
+        if self.storage_queue_uri or not self.storage_table_uri:
+            return self.storage_queue_uri
+        return self.storage_table_uri.replace(".table.", ".queue.", 1)
 
     @property
     def entra_enabled(self) -> bool:
@@ -305,6 +341,29 @@ def parse_settle(raw: str) -> float:
         raise ConfigurationError(
             f"SCIM_CHANGE_FEED_SETTLE_SECONDS must be whole seconds, at least {MIN_SETTLE_SECONDS:g}"
         )
+    return float(raw.strip())
+
+
+def parse_queue_name(raw: str) -> str:
+    """``SCIM_CHANGE_FEED_QUEUE``: empty is the default queue, ``off`` turns the publisher off (pull feed only)."""
+    value = raw.strip()
+    if not value:
+        return DEFAULT_CHANGE_FEED_QUEUE
+    if value.lower() == "off":
+        return ""
+    if not _QUEUE_NAME.fullmatch(value):
+        raise ConfigurationError(
+            "SCIM_CHANGE_FEED_QUEUE must be a queue name (3 to 63 lower-case letters, digits and single hyphens) or off"
+        )
+    return value
+
+
+def parse_number(raw: str, setting: str, default: float) -> float:
+    """A non-negative number (of seconds or days, as the setting says); empty is the default."""
+    if not raw.strip():
+        return default
+    if not re.fullmatch(r"[0-9]{1,6}(?:\.[0-9]{1,6})?", raw.strip()):
+        raise ConfigurationError(f"{setting} must be a non-negative number")
     return float(raw.strip())
 
 

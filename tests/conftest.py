@@ -22,10 +22,15 @@ BASE_URL = "http://testserver/scim/v2"
 
 @pytest.fixture(scope="session")
 def azurite_connection_string() -> Iterator[str]:
-    port = azurite.free_port()
+    """Tables and queues (the change feed's publisher) of one Azurite account."""
+    port, queue_port = azurite.free_port(), azurite.free_port()
     process = azurite.start(port)
     try:
-        yield azurite.connection_string(port)
+        queues = azurite.start_queue(queue_port)
+        try:
+            yield azurite.connection_string(port, queue_port=queue_port)
+        finally:
+            azurite.stop(queues)
     finally:
         azurite.stop(process)
 

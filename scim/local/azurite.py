@@ -1,4 +1,8 @@
-"""Start and stop Azurite's Table service from ``node_modules`` (``npm ci`` installs the pinned 3.35.0)."""
+"""Start and stop Azurite's Table and Queue services from ``node_modules`` (``npm ci`` installs the pinned 3.35.0).
+
+Each service is its own process (``azurite-table``, ``azurite-queue``) on its own port, so a test or tool that needs
+only tables starts only tables; with ``data_dir`` both persist to the same folder (their files do not overlap).
+"""
 
 import signal
 import socket
@@ -9,11 +13,16 @@ from pathlib import Path
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_QUEUE_PORT = 10001
+"""Azurite's (and ``UseDevelopmentStorage=true``'s) queue port."""
 
 
-def connection_string(port: int, host: str = "127.0.0.1") -> str:
+def connection_string(port: int, host: str = "127.0.0.1", queue_port: int | None = None) -> str:
+    """The account's connection string; with ``queue_port``, queues too (the change feed's publisher needs them).
+    The queue endpoint comes first, so readers that take everything after ``TableEndpoint=`` still read a URL."""
+    queues = f"QueueEndpoint=http://{host}:{queue_port}/{ACCOUNT};" if queue_port else ""
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};{queues}"
         f"TableEndpoint=http://{host}:{port}/{ACCOUNT};"
     )
 
@@ -26,11 +35,23 @@ def free_port() -> int:
 
 
 def start(port: int, data_dir: Path | None = None, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Run Azurite (telemetry off), in memory or persisting to ``data_dir``, and wait until it accepts connections."""
-    binary = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
+    """Run Azurite's Table service (telemetry off), in memory or persisting to ``data_dir``, and wait until it
+    accepts connections."""
+    return _launch("azurite-table", ["--tableHost", "127.0.0.1", "--tablePort", str(port)], port, data_dir, timeout)
+
+
+def start_queue(port: int, data_dir: Path | None = None, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Run Azurite's Queue service like :func:`start`; stop it with :func:`stop`."""
+    return _launch("azurite-queue", ["--queueHost", "127.0.0.1", "--queuePort", str(port)], port, data_dir, timeout)
+
+
+def _launch(
+    service: str, listen: list[str], port: int, data_dir: Path | None, timeout: float
+) -> subprocess.Popen[bytes]:
+    binary = REPO_ROOT / "node_modules" / ".bin" / service
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is missing: run `npm ci` in {REPO_ROOT}")
-    command = [str(binary), "--silent", "--disableTelemetry", "--tableHost", "127.0.0.1", "--tablePort", str(port)]
+    command = [str(binary), "--silent", "--disableTelemetry", *listen]
     if data_dir is None:
         command.append("--inMemoryPersistence")
     else:

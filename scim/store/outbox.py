@@ -47,7 +47,8 @@ FEED_TYPES = ("User", "Group", keys.MEMBERSHIP_TYPE)
 """The partitions holding a tenant's events: each event lives beside the rows of the change it records."""
 MAX_SNAPSHOT_CHARS = 30_000
 
-_PROCESS_TAG = secrets.token_hex(4)
+PROCESS_TAG = secrets.token_hex(4)
+"""This process's part of every position it stamps; the publisher knows its own events by it (no clock skew)."""
 _last_stamp = 0
 _stamp_lock = threading.Lock()
 
@@ -59,7 +60,7 @@ def next_position() -> tuple[str, float]:
         now = time.time()
         micros = max(int(now * 1_000_000), _last_stamp + 1)
         _last_stamp = micros
-    return f"{micros:016d}{_PROCESS_TAG}", micros / 1_000_000
+    return f"{micros:016d}{PROCESS_TAG}", micros / 1_000_000
 
 
 def horizon(settle: float, now: float | None = None) -> str:

@@ -1,0 +1,244 @@
+"""The change feed's queue publisher: moves a tenant's outbox rows to the Azure Storage Queue, at least once, each
+resource's events in position order, batched into messages (:mod:`scim.change_messages`).
+
+A pass (:meth:`Publisher.publish`), for one tenant:
+
+1. take the tenant's lease (its state row, changed only conditionally on its ETag): one publisher at a time sends
+   a tenant's events, so instances do not interleave their sends;
+2. note the time ``T0`` and read every event row after the cursor (the cursor trails the writes by the settle
+   window, so rows that committed late are read again), skipping rows marked ``published``;
+3. send, in position order, the prefix of those rows that were stamped before ``T0`` (before ``T0 - 5 s`` when
+   another process stamped them: clock skew), then mark them ``published``;
+4. move the cursor to ``T0 - MIN_SETTLE`` (:mod:`scim.store.outbox`): every event stamped before that committed
+   before ``T0`` or never will, so all of them were read and sent, and release the lease.
+
+Why step 3 keeps each resource's order: writes of one resource are conditional on the version they read, so an
+event's predecessors on its resource committed before it was stamped. An event stamped before ``T0`` therefore has
+all its predecessors visible to the pass, which sends them first (the prefix stops at the first row it may not
+send yet). Why nothing is missed: step 4 (a row is skipped only when marked, marked only after it was sent, and the
+cursor passes only rows that were sent or never commit). Nothing is invented: only rows that committed are read.
+A crash after a send and before its mark sends those events again on the next pass: at least once, and the
+consumer de-duplicates by event id (= position).
+
+Passes are started right after a write that recorded an event (:meth:`Publisher.kick`, from the dispatcher, after
+the answer is built and never failing it) and by the timer sweep (:meth:`Publisher.sweep`), which also deletes rows
+older than the retention once the cursor has passed them.
+"""
+
+import asyncio
+import contextvars
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from scim import change_messages
+from scim.changes import cloud_event
+from scim.store import outbox, publishing, retries
+from scim.store.event_queue import EventQueue
+from scim.store.publishing import EventRow, PublisherState
+from scim.store.tables import TableStore
+
+log = logging.getLogger("scim.publisher")
+
+LEASE_SECONDS = 60.0
+LEASE_MARGIN_SECONDS = outbox.CLOCK_SKEW_SECONDS + 10.0
+"""A holder sends only while its lease has this long left: another instance's clock may run ahead by the skew, and
+a send in flight may take its attempt timeout."""
+FOREIGN_HOLD_SECONDS = outbox.CLOCK_SKEW_SECONDS
+"""Rows stamped by another process wait this long, so its clock being ahead of ours cannot break step 3."""
+CHUNK_ROWS = 1000
+"""Rows read per partition at a time: a pass never holds the whole backlog in memory."""
+BUSY_RETRY_SECONDS = 1.0
+RETENTION_ROWS_PER_SWEEP = 2000
+"""Rows per partition a sweep deletes at most, so one sweep stays short; the next goes on."""
+
+
+class LeaseLost(Exception):
+    """Another publisher took the tenant's lease (ours lapsed): stop sending, it goes on."""
+
+
+@dataclass
+class PassReport:
+    """What one pass did; ``busy`` when another publisher held the tenant's lease (nothing was read)."""
+
+    tenant: str
+    sent: int = 0
+    messages: int = 0
+    held: int = 0
+    """Rows read but left for the next pass (stamped too recently by another process, and the rows after them)."""
+    busy: bool = False
+    cursor: str = ""
+
+
+@dataclass
+class SweepReport:
+    passes: list[PassReport] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    expired: int = 0
+
+
+class Publisher:
+    """One per process: the tenant passes, the in-process kicks, and the sweep."""
+
+    def __init__(
+        self,
+        store: TableStore,
+        queue: EventQueue,
+        delay: float = 0.1,
+        retention_days: float = 7.0,
+        clock: Callable[[], float] = time.time,
+        budget: float = retries.REQUEST_BUDGET_SECONDS,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.delay = delay
+        self.retention_days = retention_days
+        self.owner = f"{outbox.PROCESS_TAG}-{secrets.token_hex(4)}"
+        self._clock = clock
+        self._budget = budget
+        """A pass's storage and queue calls are retried until this long after it began; then a failing call fails
+        the pass, and the next pass (a kick or the sweep) goes on from the cursor."""
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    async def publish(self, tenant: str) -> PassReport:
+        """One pass for ``tenant`` (module docstring). Raises StoreUnavailable when storage or the queue fails;
+        what was sent before the failure may be sent again by the next pass."""
+        with retries.request_budget(self._budget):
+            return await self._pass(tenant)
+
+    async def _pass(self, tenant: str) -> PassReport:
+        report = PassReport(tenant)
+        state = await self._take_lease(tenant)
+        if state is None:
+            report.busy = True
+            return report
+        started = self._clock()
+        own_bound, foreign_bound = _stamp(started), _stamp(started - FOREIGN_HOLD_SECONDS)
+        settled = outbox.horizon(outbox.MIN_SETTLE_SECONDS, started)
+        scan_from, complete_to = state.cursor, None
+        try:
+            while True:
+                rows, complete_to = await publishing.pending(self.store, tenant, scan_from, CHUNK_ROWS)
+                ready, report.held = _sendable([row for row in rows if not row.published], own_bound, foreign_bound)
+                state = await self._send(state, ready, report)
+                if report.held or complete_to is None:
+                    break
+                scan_from = complete_to
+                state = await self._write(state, self._leased(state, _cursor(state.cursor, settled, complete_to)))
+            report.cursor = _cursor(state.cursor, settled, complete_to)
+            await publishing.write_state(self.store, PublisherState(tenant, report.cursor, etag=state.etag))
+        except LeaseLost:
+            log.info("publisher: lease of %s lost mid-pass; its new holder goes on", tenant)
+        return report
+
+    async def _take_lease(self, tenant: str) -> PublisherState | None:
+        state = await publishing.read_state(self.store, tenant)
+        if state.owner not in ("", self.owner) and state.lease_until > self._clock():
+            return None
+        return await publishing.write_state(self.store, self._leased(state, state.cursor))
+
+    def _leased(self, state: PublisherState, cursor: str) -> PublisherState:
+        return PublisherState(state.tenant, cursor, self.owner, self._clock() + LEASE_SECONDS, state.etag)
+
+    async def _write(self, state: PublisherState, new: PublisherState) -> PublisherState:
+        written = await publishing.write_state(self.store, new)
+        if written is None:
+            raise LeaseLost()
+        return written
+
+    async def _send(self, state: PublisherState, rows: list[EventRow], report: PassReport) -> PublisherState:
+        """Send ``rows`` in order, renewing the lease whenever it runs short, then mark them published."""
+        if not rows:
+            return state
+        events = [cloud_event(state.tenant, row.change) for row in rows]
+        for message in change_messages.encode(events):
+            if self._clock() > state.lease_until - LEASE_MARGIN_SECONDS:
+                state = await self._write(state, self._leased(state, state.cursor))
+            await self.queue.send(message)
+            report.messages += 1
+        report.sent += len(rows)
+        await publishing.mark_published(self.store, rows, _now_iso(self._clock()))
+        return state
+
+    def kick(self, tenant: str) -> None:
+        """Publish ``tenant``'s new events soon, in the background: called by the dispatcher after a write's answer
+        is built. Never raises and never waits; kicks while a pass runs are folded into one more pass."""
+        if tenant in self._running:
+            self._again.add(tenant)
+            return
+        task = asyncio.get_running_loop().create_task(self._follow(tenant), context=contextvars.Context())
+        self._running[tenant] = task
+        task.add_done_callback(lambda _: self._running.pop(tenant, None))
+
+    async def _follow(self, tenant: str) -> None:
+        """Passes until the tenant has nothing left to send: while another instance holds the lease (it may have
+        read before this write committed), while rows are held back, and while new kicks came in."""
+        await asyncio.sleep(self.delay)
+        patience = time.monotonic() + LEASE_SECONDS + BUSY_RETRY_SECONDS
+        while True:
+            self._again.discard(tenant)
+            try:
+                report = await self.publish(tenant)
+            except Exception as exc:  # storage or queue down: the sweep retries; a request never sees this
+                log.warning("publisher: pass for %s failed (%s); the sweep retries", tenant, type(exc).__name__)
+                return
+            if report.busy and time.monotonic() < patience:
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+            elif report.held:
+                await asyncio.sleep(FOREIGN_HOLD_SECONDS)
+            elif tenant not in self._again:
+                return
+
+    async def idle(self) -> None:
+        """Wait until no kicked pass is running (tests, and the local host's shutdown)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def sweep(self, tenants: Iterable[str] = ()) -> SweepReport:
+        """One pass for every tenant that has a state row or is named in ``tenants`` (configured and stored
+        tenants: one whose first event's kick was lost has no state row yet), then retention. A tenant whose pass
+        fails is reported and left for the next sweep."""
+        report = SweepReport()
+        known = {state.tenant for state in await publishing.states(self.store)} | set(tenants)
+        cutoff = outbox.horizon(self.retention_days * 86_400, self._clock())
+        for tenant in sorted(known):
+            try:
+                done = await self.publish(tenant)
+                report.passes.append(done)
+                if done.cursor:
+                    before = min(cutoff, done.cursor[:16])
+                    report.expired += await publishing.delete_before(
+                        self.store, tenant, before, RETENTION_ROWS_PER_SWEEP
+                    )
+            except Exception as exc:
+                log.warning("publisher: sweep of %s failed (%s)", tenant, type(exc).__name__)
+                report.failed.append(tenant)
+        return report
+
+
+def _sendable(rows: list[EventRow], own_bound: str, foreign_bound: str) -> tuple[list[EventRow], int]:
+    """The prefix of unsent rows (position order) that a pass started at the bounds' time may send, and how many
+    are left: a row stamped after the pass began might have a predecessor on its resource the pass did not see."""
+    for index, row in enumerate(rows):
+        bound = own_bound if row.position.endswith(outbox.PROCESS_TAG) else foreign_bound
+        if row.position[:16] > bound:
+            return rows[:index], len(rows) - index
+    return rows, 0
+
+
+def _cursor(current: str, settled: str, complete_to: str | None) -> str:
+    """The furthest the cursor may go: to the settled horizon, not past what was read, never backwards."""
+    reach = settled if complete_to is None else min(settled, complete_to)
+    return max(current, reach)
+
+
+def _stamp(seconds: float) -> str:
+    return f"{int(seconds * 1_000_000):016d}"
+
+
+def _now_iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,423 @@
+"""The change feed's queue publisher against real Azurite (tables and queues): every committed event reaches the
+queue at least once, none is invented, each resource's events are enqueued in position order, through kicks,
+racing writers and publishers, a commit that lands late, and storage faults on the table and the queue."""
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue.aio import QueueClient
+
+from scim import change_messages
+from scim.dispatch import ScimEndpoint
+from scim.local import azurite
+from scim.publisher import Publisher
+from scim.settings import Settings
+from scim.store import publishing
+from scim.store.contract import StoreUnavailable
+from scim.store.event_queue import API_VERSION, EventQueue
+from scim.store.tables import TableStore
+from tests.conftest import Client
+from tests.fault_proxy import FaultProxy
+from tests.integration.test_change_feed import GROUP, USER, events, patch
+
+pytestmark = pytest.mark.azurite
+
+
+def endpoint_ports(connection_string: str) -> tuple[int, int]:
+    parts = dict(part.split("=", 1) for part in connection_string.split(";") if part)
+    table, queue = urlsplit(parts["TableEndpoint"]).port, urlsplit(parts["QueueEndpoint"]).port
+    assert table and queue
+    return table, queue
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"q{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+async def event_queue(azurite_connection_string: str, queue_name: str) -> AsyncIterator[EventQueue]:
+    queue = EventQueue.from_settings(azurite_connection_string, None, queue_name)
+    yield queue
+    await queue.close()
+
+
+def publishing_client(
+    store: TableStore, queue: EventQueue, tenant: str | None = None, snapshots: bool = False, delay: float = 0.0
+) -> Client:
+    tenant = tenant or f"t{secrets.token_hex(6)}"
+    token = secrets.token_urlsafe(24)
+    settings = Settings(
+        storage_connection_string="unused",
+        storage_table_uri=None,
+        bearer_tokens=((tenant, token),),
+        change_feed=True,
+        change_feed_snapshots=snapshots,
+        change_feed_settle_seconds=0.0,
+        change_feed_publish_delay_seconds=delay,
+    )
+    return Client(ScimEndpoint(settings, store, queue), token)
+
+
+def tenant_of(client: Client) -> str:
+    return client.endpoint.settings.bearer_tokens[0][0]
+
+
+async def bodies(connection_string: str, name: str) -> list[str]:
+    """Every message body on the queue as stored, in the order the queue hands them out (each taken off it)."""
+    client = QueueClient.from_connection_string(connection_string, name, api_version=API_VERSION)
+    try:
+        return [
+            message.content async for message in client.receive_messages(messages_per_page=32, visibility_timeout=600)
+        ]
+    except ResourceNotFoundError:  # a queue never created: nothing was sent
+        return []
+    finally:
+        await client.close()
+
+
+async def received(connection_string: str, name: str) -> list[list[dict[str, Any]]]:
+    """Every message on the queue, each decoded to its events."""
+    return [change_messages.decode(body) for body in await bodies(connection_string, name)]
+
+
+def first_occurrences(messages: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The queue's events with re-sends dropped (what a consumer that de-duplicates by id keeps), in queue order."""
+    seen: set[str] = set()
+    kept = []
+    for event in (event for message in messages for event in message):
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            kept.append(event)
+    return kept
+
+
+def assert_in_order_per_resource(found: list[dict[str, Any]]) -> None:
+    by_subject: dict[str, list[str]] = {}
+    for event in found:
+        by_subject.setdefault(event["subject"], []).append(event["position"])
+    for subject, positions in by_subject.items():
+        assert positions == sorted(positions), subject
+
+
+async def entra_sequence(client: Client) -> None:
+    """Every kind of Entra write, and the re-sends and no-ops that must publish nothing."""
+    ada = await client.create_user("ada@example.com", displayName="Ada")
+    bob = await client.create_user("bob@example.com")
+    url = f"Users/{ada['id']}"
+    rename = patch({"op": "replace", "path": "displayName", "value": "Ada L"})
+    await client.call("PATCH", url, rename)
+    await client.call("PATCH", url, rename)
+    await client.call("PATCH", url, patch({"op": "Replace", "path": "active", "value": "False"}))
+    await client.call("PATCH", url, patch({"op": "Replace", "path": "active", "value": "True"}))
+    body = {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": ada["id"]}]}
+    group = (await client.call("POST", "Groups", body)).document
+    add = patch({"op": "Add", "path": "members", "value": [{"value": bob["id"]}]})
+    await client.call("PATCH", f"Groups/{group['id']}", add)
+    await client.call("PATCH", f"Groups/{group['id']}", add)
+    await client.call("PATCH", f"Groups/{group['id']}", patch({"op": "Replace", "path": "displayName", "value": "Op"}))
+    put = {"schemas": [USER], "userName": "bob@example.com", "title": "Dr"}
+    await client.call("PUT", f"Users/{bob['id']}", put)
+    await client.call("PUT", f"Users/{bob['id']}", put)
+    await client.call("DELETE", f"Users/{bob['id']}")
+    await client.call("DELETE", f"Users/{bob['id']}")
+    await client.call("DELETE", f"Groups/{group['id']}")
+
+
+async def test_every_entra_operation_reaches_the_queue_in_order(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    client = publishing_client(store, event_queue)
+    await entra_sequence(client)
+    assert client.endpoint.publisher is not None
+    await client.endpoint.publisher.idle()
+    feed = await events(client)
+    messages = await received(azurite_connection_string, queue_name)
+    on_queue = first_occurrences(messages)
+    assert sorted(e["id"] for e in on_queue) == sorted(e["id"] for e in feed)  # none missing, none invented
+    assert {e["id"]: e for e in on_queue} == {e["id"]: e for e in feed}  # the very events the pull feed returns
+    assert_in_order_per_resource(on_queue)
+    assert [e["type"].removeprefix("scim.") for e in on_queue] == [
+        "user.created",
+        "user.created",
+        "user.updated",
+        "user.deactivated",
+        "user.reactivated",
+        "group.created",
+        "group.members.added",
+        "group.members.added",
+        "group.updated",
+        "user.updated",
+        "group.members.removed",
+        "user.deleted",
+        "group.members.removed",
+        "group.deleted",
+    ]
+
+
+async def test_requests_that_change_nothing_publish_nothing(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    client = publishing_client(store, event_queue)
+    user = await client.create_user("same@example.com", displayName="Same")
+    assert client.endpoint.publisher is not None
+    await client.endpoint.publisher.idle()
+    assert len(first_occurrences(await received(azurite_connection_string, queue_name))) == 1
+    url = f"Users/{user['id']}"
+    await client.call("PATCH", url, patch({"op": "replace", "path": "displayName", "value": "Same"}))
+    await client.call("PUT", url, {"schemas": [USER], "userName": "same@example.com", "displayName": "Same"})
+    assert (await client.call("POST", "Users", {"schemas": [USER], "userName": "same@example.com"})).status == 409
+    await client.endpoint.publisher.idle()
+    report = await client.endpoint.publisher.publish(tenant_of(client))
+    assert report.sent == 0 and await received(azurite_connection_string, queue_name) == []
+
+
+async def test_a_pass_batches_events_into_messages_of_at_most_64_kib(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    """Snapshots of 20,000 characters make each event about 20 KB: two to a message; a non-ASCII one (50 KB of
+    UTF-8, more than a message holds) travels without its snapshot, and says so."""
+    client = publishing_client(store, event_queue, snapshots=True, delay=3600.0)  # only the explicit pass sends
+    for i in range(5):
+        await client.create_user(f"big{i}@example.com", title="x" * 20_000)
+    await client.create_user("wide@example.com", title="é" * 25_000)
+    publisher = client.endpoint.publisher
+    assert publisher is not None
+    report = await publisher.publish(tenant_of(client))
+    raw = await bodies(azurite_connection_string, queue_name)
+    assert all(len(body) <= change_messages.MAX_MESSAGE_CHARS for body in raw)
+    messages = [change_messages.decode(body) for body in raw]
+    assert report.sent == 6 and report.messages == len(messages) == 3
+    assert [len(message) for message in messages] == [2, 2, 2]
+    flat = [event for message in messages for event in message]
+    assert [e["position"] for e in flat] == sorted(e["position"] for e in flat)
+    assert flat[-1]["data"].get("snapshotOmitted") is True and "snapshot" not in flat[-1]["data"]
+    assert all("snapshot" in event["data"] for event in flat[:-1])
+
+
+async def test_tenants_publish_only_their_own_events(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    alice, bob = publishing_client(store, event_queue), publishing_client(store, event_queue)
+    await alice.create_user("a@example.com")
+    await bob.create_user("b@example.com")
+    await bob.create_user("c@example.com")
+    for client in (alice, bob):
+        assert client.endpoint.publisher is not None
+        await client.endpoint.publisher.idle()
+    messages = await received(azurite_connection_string, queue_name)
+    assert all(len({event["tenant"] for event in message}) == 1 for message in messages)
+    found = first_occurrences(messages)
+    assert sorted(e["tenant"] for e in found) == sorted([tenant_of(alice), tenant_of(bob), tenant_of(bob)])
+    assert all(e["source"] == f"/scim/v2/tenants/{e['tenant']}" for e in found)
+
+
+# Faults, late commits, racing writers and publishers ----------------------------------------------------------------
+
+FAULT_BUDGET = 1.5
+"""A pass's retry budget under faults: long enough for a retry, short enough for many failing passes."""
+
+
+@pytest.fixture(scope="module")
+def proxies(azurite_connection_string: str) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    """The session's Azurite tables and queues, each behind a proxy that breaks them on demand."""
+    table_port, queue_port = endpoint_ports(azurite_connection_string)
+    with FaultProxy(table_port) as tables, FaultProxy(queue_port) as queues:
+        yield tables, queues
+
+
+@pytest.fixture
+async def faulty(
+    proxies: tuple[FaultProxy, FaultProxy], queue_name: str
+) -> AsyncIterator[tuple[TableStore, EventQueue]]:
+    """A second instance's store and queue client, reaching storage through the proxies."""
+    tables, queues = proxies
+    tables.heal()
+    queues.heal()
+    connection_string = azurite.connection_string(tables.port, queue_port=queues.port)
+    store = TableStore.from_settings(connection_string, None, "test")
+    queue = EventQueue.from_settings(connection_string, None, queue_name)
+    yield store, queue
+    tables.heal()
+    queues.heal()
+    await queue.close()
+    await store.close()
+
+
+def writer(store: TableStore, tenant: str | None = None) -> Client:
+    """A writing instance without a publisher: its events wait for a pass the test runs."""
+    from tests.integration.test_change_feed import feed_client
+
+    return feed_client(store, tenant)
+
+
+async def publish_until_done(publisher: Publisher, tenant: str, attempts: int = 40) -> int:
+    """Passes until one succeeds with nothing held back; how many failed (storage or queue unavailable)."""
+    failures = 0
+    for _ in range(attempts):
+        try:
+            report = await publisher.publish(tenant)
+        except StoreUnavailable:
+            failures += 1
+            continue
+        if not report.busy and not report.held:
+            return failures
+    raise AssertionError("the publisher never completed a pass")
+
+
+async def assert_queue_matches_feed(client: Client, connection_string: str, queue_name: str) -> list[dict[str, Any]]:
+    feed = await events(client)
+    on_queue = first_occurrences(await received(connection_string, queue_name))
+    assert sorted(e["id"] for e in on_queue) == sorted(e["id"] for e in feed)
+    assert_in_order_per_resource(on_queue)
+    return feed
+
+
+@pytest.mark.parametrize("target", ["table", "queue"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "drop"},
+        {"mode": "reset"},
+        {"mode": "cut", "after_bytes": 0},
+        {"mode": "respond", "status": 503},
+        {"mode": "flaky", "probability": 0.5, "seed": 7},
+    ],
+    ids=["drop", "reset", "cut", "503", "flaky"],
+)
+async def test_storage_faults_while_publishing_lose_and_invent_nothing(
+    store: TableStore,
+    faulty: tuple[TableStore, EventQueue],
+    proxies: tuple[FaultProxy, FaultProxy],
+    azurite_connection_string: str,
+    queue_name: str,
+    target: str,
+    fault: dict[str, Any],
+):
+    client = writer(store)
+    tenant = tenant_of(client)
+    publisher = Publisher(*faulty, budget=FAULT_BUDGET)
+    user = await client.create_user("f0@example.com")
+    await publish_until_done(publisher, tenant)  # the table and the queue exist: the fault meets the real work
+    for i in range(1, 6):
+        await client.create_user(f"f{i}@example.com")
+    url = f"Users/{user['id']}"
+    await client.call("PATCH", url, patch({"op": "replace", "path": "displayName", "value": "F"}))
+    proxy = proxies[0] if target == "table" else proxies[1]
+    proxy.set_mode(**fault)
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable) if fault["mode"] != "flaky" else _maybe_failing():
+            await publisher.publish(tenant)
+    await client.call("DELETE", url)  # a change committed while the publisher was failing
+    proxy.heal()
+    await publish_until_done(publisher, tenant)
+    feed = await assert_queue_matches_feed(client, azurite_connection_string, queue_name)
+    assert len(feed) == 8
+
+
+class _maybe_failing:
+    """A flaky pass may fail or succeed; either is fine, what it leaves behind is checked afterwards."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is None or issubclass(kind, StoreUnavailable)
+
+
+async def test_a_crash_between_send_and_mark_sends_again_and_the_consumer_deduplicates(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    """The state such a crash leaves: messages on the queue, rows not marked. The next pass sends them again."""
+    client = writer(store)
+    tenant = tenant_of(client)
+    for i in range(3):
+        await client.create_user(f"c{i}@example.com")
+    rows, _ = await publishing.pending(store, tenant, "", 100)
+    from scim.changes import cloud_event
+
+    for message in change_messages.encode([cloud_event(tenant, row.change) for row in rows]):
+        await event_queue.send(message)  # sent; the process "dies" before marking
+    report = await Publisher(store, event_queue).publish(tenant)
+    assert report.sent == 3
+    everything = [e for message in await received(azurite_connection_string, queue_name) for e in message]
+    assert len(everything) == 6 and len(first_occurrences([everything])) == 3
+    again = await Publisher(store, event_queue).publish(tenant)
+    assert again.sent == 0  # marked now: never sent a third time
+
+
+async def test_two_publishers_racing_send_each_event_once(
+    store: TableStore,
+    faulty: tuple[TableStore, EventQueue],
+    event_queue: EventQueue,
+    azurite_connection_string: str,
+    queue_name: str,
+):
+    client = writer(store)
+    tenant = tenant_of(client)
+    for i in range(30):
+        await client.create_user(f"r{i}@example.com")
+    first, second = Publisher(store, event_queue), Publisher(*faulty)
+    reports = await asyncio.gather(first.publish(tenant), second.publish(tenant))
+    assert sum(report.sent for report in reports) == 30
+    everything = [e for message in await received(azurite_connection_string, queue_name) for e in message]
+    assert len(everything) == 30 == len({e["id"] for e in everything})
+
+
+async def test_two_writers_racing_with_their_publishers_put_every_event_on_the_queue(
+    store: TableStore,
+    faulty: tuple[TableStore, EventQueue],
+    event_queue: EventQueue,
+    azurite_connection_string: str,
+    queue_name: str,
+):
+    tenant = f"t{secrets.token_hex(6)}"
+    writers = [publishing_client(store, event_queue, tenant), publishing_client(faulty[0], faulty[1], tenant)]
+
+    async def write(client: Client, name: str) -> None:
+        for i in range(15):
+            user = await client.create_user(f"{name}{i}@example.com")
+            patched = patch({"op": "replace", "path": "displayName", "value": name})
+            await client.call("PATCH", f"Users/{user['id']}", patched)
+
+    await asyncio.gather(write(writers[0], "a"), write(writers[1], "b"))
+    for client in writers:
+        assert client.endpoint.publisher is not None
+        await client.endpoint.publisher.idle()
+    feed = await assert_queue_matches_feed(writers[0], azurite_connection_string, queue_name)
+    assert len(feed) == 60
+
+
+async def test_an_event_that_commits_late_is_still_published(
+    store: TableStore,
+    faulty: tuple[TableStore, EventQueue],
+    proxies: tuple[FaultProxy, FaultProxy],
+    event_queue: EventQueue,
+    azurite_connection_string: str,
+    queue_name: str,
+):
+    """Writer B stamps its event and is held 2 s on the wire; writer A commits a later position and a pass
+    publishes it. B's event commits below what was published, and the next pass still finds and sends it."""
+    tenant = f"t{secrets.token_hex(6)}"
+    fast, slow = writer(store, tenant), writer(faulty[0], tenant)
+    warm = await slow.create_user("warm@example.com")
+    publisher = Publisher(store, event_queue)
+    await publisher.publish(tenant)
+    proxies[0].set_mode("delay", seconds=2.0)
+    late = asyncio.create_task(slow.create_user("late@example.com"))
+    await asyncio.sleep(0.5)
+    early = await fast.create_user("early@example.com")
+    before = await publisher.publish(tenant)
+    assert before.sent == 1
+    held = await late
+    proxies[0].heal()
+    after = await publisher.publish(tenant)
+    assert after.sent == 1
+    on_queue = first_occurrences(await received(azurite_connection_string, queue_name))
+    assert [e["data"]["id"] for e in on_queue] == [warm["id"], early["id"], held["id"]]
+    assert on_queue[2]["position"] < on_queue[1]["position"]  # it really committed below what was published
