@@ -1,4 +1,5 @@
-"""Azure Functions entry point (Python v2 model): one HTTP trigger per SCIM endpoint, routing only.
+"""Azure Functions entry point (Python v2 model): one HTTP trigger per SCIM endpoint, routing only, and the change
+feed's timer.
 
 Each function adapts the Functions request into a :class:`scim.messages.ScimRequest`, lets the shared handler layer
 answer, and adapts the answer back. ``host.json`` sets ``routePrefix`` to "", so the tenant URL an admin pastes into
@@ -16,6 +17,8 @@ from scim.messages import ScimRequest
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 BASE_PATH = "scim/v2"
+SWEEP_SCHEDULE = "0 * * * * *"
+"""Every minute: the longest a crash between a write's commit and its publish delays that event's delivery."""
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -106,6 +109,14 @@ async def resource_type(req: func.HttpRequest) -> func.HttpResponse:
 async def changes(req: func.HttpRequest) -> func.HttpResponse:
     """The pull change feed (README, "Change feed"): the authenticated tenant's events as CloudEvents."""
     return await _serve(req, "Changes")
+
+
+@app.timer_trigger(schedule=SWEEP_SCHEDULE, arg_name="timer", run_on_startup=False)
+async def change_feed_sweep(timer: func.TimerRequest) -> None:
+    """Publishes the change feed's events that no write's own publish sent (a crash between commit and publish)
+    and deletes events past their retention (README, "Delivery to an Azure Storage Queue"); nothing while the feed
+    or its queue is off."""
+    await shared_endpoint().sweep()
 
 
 @app.route(route=f"{BASE_PATH}/.search", methods=ALL_METHODS)

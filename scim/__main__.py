@@ -37,6 +37,7 @@ def main() -> None:
     run.add_argument("--port", type=int, default=7071)
     run.add_argument("--azurite", action="store_true", help="start Azurite (data in .azurite/) for this run")
     run.add_argument("--azurite-port", type=int, default=10002)
+    run.add_argument("--azurite-queue-port", type=int, default=azurite.DEFAULT_QUEUE_PORT)
     check = commands.add_parser("check", help="check the stored rows' consistency (exit 1 if findings remain)")
     check.add_argument("--tenant", action="append", help="check only this tenant (repeatable; default: all)")
     check.add_argument("--repair", action="store_true", help="repair what is safe to repair, conditionally")
@@ -69,9 +70,10 @@ def main() -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    process = None
+    processes = []
     if args.azurite:
-        os.environ["SCIM_STORAGE_CONNECTION_STRING"] = azurite.connection_string(args.azurite_port)
+        connection = azurite.connection_string(args.azurite_port, queue_port=args.azurite_queue_port)
+        os.environ["SCIM_STORAGE_CONNECTION_STRING"] = connection
     try:
         Settings.from_environment()
     except ConfigurationError as problem:
@@ -82,20 +84,29 @@ def _serve(args: argparse.Namespace) -> None:
             "stop that one, or pass --port with a free port."
         )
     if args.azurite:
-        if not _port_free("127.0.0.1", args.azurite_port):
+        taken = [port for port in (args.azurite_port, args.azurite_queue_port) if not _port_free("127.0.0.1", port)]
+        if taken:
             raise SystemExit(
-                f"Refusing to start a second Azurite: port {args.azurite_port} is in use, probably by another "
+                f"Refusing to start a second Azurite: port {taken[0]} is in use, probably by another "
                 "`scim serve --azurite`, and two Azurites must not share .azurite/. To serve that one's data on "
                 "another port, run without --azurite and with SCIM_STORAGE_CONNECTION_STRING pointing at it "
                 "(UseDevelopmentStorage=true for port 10002)."
             )
-        process = azurite.start(args.azurite_port, REPO_ROOT / ".azurite")
-        print(f"Storage: Azurite on 127.0.0.1:{args.azurite_port}, data in .azurite/ (stopped on exit)")
+        processes.append(azurite.start(args.azurite_port, REPO_ROOT / ".azurite"))
+        try:
+            processes.append(azurite.start_queue(args.azurite_queue_port, REPO_ROOT / ".azurite"))
+        except (OSError, RuntimeError):
+            azurite.stop(processes[0])
+            raise
+        print(
+            f"Storage: Azurite tables on 127.0.0.1:{args.azurite_port}, queues on {args.azurite_queue_port}, "
+            "data in .azurite/ (stopped on exit)"
+        )
     print(f"SCIM endpoint: http://{args.host}:{args.port}/scim/v2")
     try:
         serve(args.host, args.port)
     finally:
-        if process is not None:
+        for process in processes:
             azurite.stop(process)
 
 
@@ -125,17 +136,30 @@ def _check(tenants: list[str] | None, repair: bool, as_json: bool) -> int:
     table_prefix = storage.table_prefix
     try:
         indexed = _indexed_attributes()
+        stuck = _stuck_minutes()
         store = TableStore.from_settings(storage.connection_string, storage.table_uri, table_prefix)
     except ConfigurationError as problem:
         return _unusable(str(problem))
     except ValueError as problem:  # the SDK's word for a malformed connection string
         return _unusable(f"SCIM_STORAGE_CONNECTION_STRING is not usable: {_first_line(problem)}")
     try:
-        report = asyncio.run(_closing(store, check(store, tenants, repair, indexed)))
+        report = asyncio.run(_closing(store, check(store, tenants, repair, indexed, stuck)))
     except StoreUnavailable as failure:
         return _unusable(f"Table Storage failed ({table_prefix}Resources): {_first_line(failure.__cause__)}")
     _print_report(report, as_json)
     return 0 if all(finding.repaired for finding in report.findings) else EXIT_FINDINGS
+
+
+STUCK_PUBLISHER_MINUTES = 10.0
+
+
+def _stuck_minutes() -> float | None:
+    """Whether ``check`` looks for a stuck change-feed publisher: only where one runs (feed on, queue not off)."""
+    from scim.settings import parse_queue_name, parse_switch
+
+    feed_on = parse_switch(os.environ.get("SCIM_CHANGE_FEED", ""), "SCIM_CHANGE_FEED")
+    queue = parse_queue_name(os.environ.get("SCIM_CHANGE_FEED_QUEUE", ""))
+    return STUCK_PUBLISHER_MINUTES if feed_on and queue else None
 
 
 def _indexed_attributes() -> "tuple[IndexedAttribute, ...]":

@@ -41,6 +41,7 @@ MISSING_INDEX = "missing index row"
 DUPLICATE_UNIQUE = "duplicate unique value"
 HALF_EDGE = "half edge"
 DANGLING = "dangling membership"
+STUCK_PUBLISHER = "stuck publisher"
 
 RESOURCE_TYPES = ("User", "Group")
 _INDEX_KEYS: dict[str, Callable[[StoredResource], list[IndexKey]]] = {
@@ -80,15 +81,26 @@ async def check(
     tenants: Sequence[str] | None = None,
     repair: bool = False,
     indexed: Sequence[indexes.IndexedAttribute] = (),
+    stuck_minutes: float | None = None,
 ) -> Report:
     """Check the given tenants (every tenant in the table when None), repairing what can be repaired safely.
 
     ``indexed`` are the attributes of ``SCIM_INDEXED_ATTRIBUTES``: their rows are expected like the built-in ones
-    (missing ones are inserted on repair), and rows of an attribute no longer listed are orphans."""
+    (missing ones are inserted on repair), and rows of an attribute no longer listed are orphans. With
+    ``stuck_minutes`` (the change feed's queue publisher runs), a tenant whose oldest unsent event is older is
+    reported: nothing to repair, the publisher's log says why it fails."""
     names = list(tenants) if tenants is not None else await _all_tenants(store)
     report = Report(names, 0, [])
     for tenant in names:
         await _TenantCheck(store, tenant, repair, report, tuple(indexed)).run()
+        if stuck_minutes is not None:
+            from scim.publisher import stuck
+
+            problem = await stuck(store, tenant, stuck_minutes)
+            if problem is not None:
+                report.findings.append(
+                    Finding(tenant, STUCK_PUBLISHER, "publisher", f"tenant:{tenant}", problem, False)
+                )
     return report
 
 

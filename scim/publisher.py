@@ -26,6 +26,7 @@ older than the retention once the cursor has passed them.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import secrets
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from scim import change_messages
 from scim.changes import cloud_event
 from scim.store import outbox, publishing, retries
+from scim.store.contract import StoreUnavailable
 from scim.store.event_queue import EventQueue
 from scim.store.publishing import EventRow, PublisherState
 from scim.store.tables import TableStore
@@ -133,6 +135,10 @@ class Publisher:
             await publishing.write_state(self.store, PublisherState(tenant, report.cursor, etag=state.etag))
         except LeaseLost:
             log.info("publisher: lease of %s lost mid-pass; its new holder goes on", tenant)
+        except Exception:
+            with contextlib.suppress(Exception):  # let the next publisher go on now, not when the lease lapses
+                await publishing.write_state(self.store, PublisherState(tenant, state.cursor, etag=state.etag))
+            raise
         return report
 
     async def _take_lease(self, tenant: str) -> PublisherState | None:
@@ -218,6 +224,33 @@ class Publisher:
                 log.warning("publisher: sweep of %s failed (%s)", tenant, type(exc).__name__)
                 report.failed.append(tenant)
         return report
+
+
+async def expire(store: TableStore, tenants: Iterable[str], retention_days: float) -> int:
+    """Retention where no queue is configured (pull feed only): events older than the retention go, sent or not."""
+    cutoff = outbox.horizon(retention_days * 86_400)
+    expired = 0
+    for tenant in sorted(set(tenants)):
+        try:
+            expired += await publishing.delete_before(store, tenant, cutoff, RETENTION_ROWS_PER_SWEEP)
+        except StoreUnavailable:
+            log.warning("publisher: retention for %s failed; the next sweep retries", tenant)
+    return expired
+
+
+async def stuck(store: TableStore, tenant: str, minutes: float, now: float | None = None) -> str | None:
+    """Why the tenant's publisher looks stuck, or None: its oldest unsent event is more than ``minutes`` old (kicks
+    send within seconds and the sweep within a minute, so an older one means passes keep failing or never run)."""
+    state = await publishing.read_state(store, tenant)
+    rows, _ = await publishing.pending(store, tenant, state.cursor, CHUNK_ROWS)
+    oldest = next((row for row in rows if not row.published), None)
+    if oldest is None:
+        return None
+    age = ((time.time() if now is None else now) - int(oldest.position[:16]) / 1_000_000) / 60
+    if age <= minutes:
+        return None
+    lease = f"; lease held by {state.owner}" if state.owner else ""
+    return f"oldest unsent event {oldest.position} ({oldest.change.type}) is {age:.0f} minutes old{lease}"
 
 
 def _sendable(rows: list[EventRow], own_bound: str, foreign_bound: str) -> tuple[list[EventRow], int]:

@@ -3,7 +3,9 @@
 Core Tools cannot be installed everywhere (its installer downloads a binary). This host reads each function's own
 binding (route, methods), prefixes routes with ``host.json``'s ``routePrefix``, builds real
 ``azure.functions.HttpRequest`` objects and returns the functions' ``HttpResponse``s, so what runs locally is what
-Azure runs. Routes match case-insensitively, as the Functions host's ASP.NET routing does.
+Azure runs. Routes match case-insensitively, as the Functions host's ASP.NET routing does. Timer-triggered functions
+run on their NCRONTAB schedule (:mod:`scim.local.schedule`), or every ``SCIM_LOCAL_TIMER_SECONDS`` seconds when that
+is set (tests and demos that cannot wait for the next minute).
 """
 
 import asyncio
@@ -14,14 +16,18 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 from aiohttp import web
+from azure.functions.timer import TimerRequest
+
+from scim.local.schedule import Schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _PARAMETER = re.compile(r"\{(\*?)(\w+)(?::[^}?]+)?(\?)?\}")
@@ -41,6 +47,16 @@ class Route:
     """Like the Functions host, a catch-all route (``{*rest}``) only gets what no other route matches."""
 
 
+@dataclass(frozen=True)
+class Timer:
+    """One timer-triggered function: its schedule and the user function with the name of its timer argument."""
+
+    name: str
+    schedule: Schedule
+    handler: Callable[..., Awaitable[None]]
+    argument: str
+
+
 def load_local_settings(root: Path = REPO_ROOT) -> None:
     """Like ``func start``: ``local.settings.json`` Values become environment variables unless already set."""
     path = root / "local.settings.json"
@@ -54,20 +70,39 @@ def route_prefix(root: Path = REPO_ROOT) -> str:
     return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
 
 
-def discover_routes(app_module: str = "function_app", root: Path = REPO_ROOT) -> list[Route]:
-    """Every HTTP-triggered function the app registers, with the route the Functions host would give it."""
+def discover(app_module: str = "function_app", root: Path = REPO_ROOT) -> tuple[list[Route], list[Timer]]:
+    """Every HTTP-triggered function the app registers, with the route the Functions host would give it, and every
+    timer-triggered one with its schedule. (The app lists its functions once: a second listing fails.)"""
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     app = importlib.import_module(app_module).app
     prefix = route_prefix(root)
-    routes = []
+    routes, timers = [], []
     for function in app.get_functions():
-        binding = next(b for b in json.loads(function.get_function_json())["bindings"] if b["type"] == "httpTrigger")
-        template = "/".join(part for part in (prefix, binding.get("route") or function.get_function_name()) if part)
+        bindings = {b["type"]: b for b in json.loads(function.get_function_json())["bindings"]}
+        name, handler = function.get_function_name(), function.get_user_function()
+        if "timerTrigger" in bindings:
+            timer = bindings["timerTrigger"]
+            timers.append(Timer(name, Schedule.parse(timer["schedule"]), handler, timer["name"]))
+            continue
+        binding = bindings["httpTrigger"]
+        template = "/".join(part for part in (prefix, binding.get("route") or name) if part)
         methods = frozenset(m.upper() for m in binding.get("methods") or ("GET", "POST", "PUT", "PATCH", "DELETE"))
-        handler = function.get_user_function()
-        routes.append(Route(function.get_function_name(), _compile(template), methods, handler, "{*" in template))
-    return sorted(routes, key=lambda route: route.catch_all)
+        routes.append(Route(name, _compile(template), methods, handler, "{*" in template))
+    return sorted(routes, key=lambda route: route.catch_all), timers
+
+
+async def run_timer(timer: Timer, period: float | None = None) -> None:
+    """Call a timer function at each time its schedule names (or every ``period`` seconds), until cancelled; a
+    failing run is logged and the next one comes on time, as in the Functions host."""
+    while True:
+        now = datetime.now(UTC)
+        wait = period if period else (timer.schedule.next_after(now) - now).total_seconds()
+        await asyncio.sleep(wait)
+        try:
+            await timer.handler(**{timer.argument: TimerRequest(past_due=False)})
+        except Exception:
+            log.exception("timer function %s failed", timer.name)
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -159,21 +194,34 @@ def _aiohttp_response(response: func.HttpResponse) -> web.Response:
 
 def serve(host: str, port: int) -> None:
     """Serve until interrupted."""
-    routes = discover_routes()
+    routes, timers = discover()
     for route in routes:
         print(f"  {route.name}: [{','.join(sorted(route.methods))}] {route.pattern.pattern}")
+    period = float(os.environ.get("SCIM_LOCAL_TIMER_SECONDS") or 0) or None
+    for timer in timers:
+        print(f"  {timer.name}: timer, {f'every {period:g} s (SCIM_LOCAL_TIMER_SECONDS)' if period else 'scheduled'}")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(build_handler(routes), host, port))
+        asyncio.run(_serve(build_handler(routes), host, port, timers, period))
 
 
-async def _serve(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], host: str, port: int) -> None:
+async def _serve(
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    host: str,
+    port: int,
+    timers: Sequence[Timer] = (),
+    period: float | None = None,
+) -> None:
     runner = web.ServerRunner(QuietServer(handler, access_log=None))
     await runner.setup()
+    running = [asyncio.create_task(run_timer(timer, period)) for timer in timers]
     try:
         await web.TCPSite(runner, host, port).start()
         print(f"======== Running on http://{host}:{port} ========", flush=True)
         await asyncio.Event().wait()
     finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await runner.cleanup()
         from scim.dispatch import close_shared_endpoint  # the functions' own endpoint, created on first request
 

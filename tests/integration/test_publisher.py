@@ -4,6 +4,7 @@ racing writers and publishers, a commit that lands late, and storage faults on t
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -272,7 +273,8 @@ async def publish_until_done(publisher: Publisher, tenant: str, attempts: int = 
 
 async def assert_queue_matches_feed(client: Client, connection_string: str, queue_name: str) -> list[dict[str, Any]]:
     feed = await events(client)
-    on_queue = first_occurrences(await received(connection_string, queue_name))
+    tenant = tenant_of(client)
+    on_queue = [e for e in first_occurrences(await received(connection_string, queue_name)) if e["tenant"] == tenant]
     assert sorted(e["id"] for e in on_queue) == sorted(e["id"] for e in feed)
     assert_in_order_per_resource(on_queue)
     return feed
@@ -421,3 +423,81 @@ async def test_an_event_that_commits_late_is_still_published(
     on_queue = first_occurrences(await received(azurite_connection_string, queue_name))
     assert [e["data"]["id"] for e in on_queue] == [warm["id"], early["id"], held["id"]]
     assert on_queue[2]["position"] < on_queue[1]["position"]  # it really committed below what was published
+
+
+# The sweep, retention and check -------------------------------------------------------------------------------------
+
+
+async def test_the_sweep_publishes_what_no_kick_sent_for_every_configured_tenant(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    """The tenant has no publisher row yet (its writer's kick was lost): the sweep finds it in the settings."""
+    client = writer(store)
+    for i in range(3):
+        await client.create_user(f"s{i}@example.com")
+    sweeper = publishing_client(store, event_queue, tenant_of(client))
+    await sweeper.endpoint.sweep()
+    await assert_queue_matches_feed(client, azurite_connection_string, queue_name)
+    await sweeper.endpoint.sweep()  # (it also sweeps other tests' tenants of this table: their events are left out)
+    again = first_occurrences(await received(azurite_connection_string, queue_name))
+    assert [e for e in again if e["tenant"] == tenant_of(client)] == []  # nothing sent twice
+
+
+async def test_retention_deletes_only_events_that_were_sent(
+    event_queue: EventQueue,
+    proxies: tuple[FaultProxy, FaultProxy],
+    azurite_connection_string: str,
+    queue_name: str,
+):
+    """Two minutes later (a clock ahead), with retention 0: what was sent goes; what the queue refused stays. A
+    table of its own: the sweep covers every tenant of its table."""
+    prefix = f"ret{secrets.token_hex(4)}"
+    store = TableStore.from_settings(azurite_connection_string, None, prefix)
+    proxied = azurite.connection_string(proxies[0].port, queue_port=proxies[1].port)
+    refusing = EventQueue.from_settings(proxied, None, queue_name)
+    try:
+        client = writer(store)
+        tenant = tenant_of(client)
+        await client.create_user("old@example.com")
+        await Publisher(store, event_queue).publish(tenant)
+        await client.create_user("unsent@example.com")
+        later = time.time() + 120
+        proxies[1].set_mode("respond", status=503)
+        refused = await Publisher(store, refusing, retention_days=0, clock=lambda: later, budget=0.5).sweep()
+        assert refused.failed == [tenant] and refused.expired == 0
+        assert len(await events(client)) == 2
+        proxies[1].heal()
+        swept = await Publisher(store, event_queue, retention_days=0, clock=lambda: later).sweep()
+        assert swept.expired == 2 and [done.sent for done in swept.passes] == [1]
+        assert await events(client) == []  # both sent now, both past retention
+    finally:
+        proxies[1].heal()
+        await refusing.close()
+        await store.close()
+
+
+async def test_retention_without_a_queue_deletes_old_events(store: TableStore):
+    client = writer(store)
+    await client.create_user("pull@example.com")
+    from scim.publisher import expire
+
+    assert await expire(store, [tenant_of(client)], retention_days=1) == 0
+    assert await expire(store, [tenant_of(client)], retention_days=-1) == 1  # "retention ended a day from now"
+    assert await events(client) == []
+
+
+async def test_check_reports_a_publisher_that_left_an_event_unsent(store: TableStore, event_queue: EventQueue):
+    from scim.consistency import STUCK_PUBLISHER, check
+    from scim.publisher import stuck
+
+    client = writer(store)
+    tenant = tenant_of(client)
+    await client.create_user("stuck@example.com")
+    assert await stuck(store, tenant, 10) is None  # a minute-old event is not stuck
+    problem = await stuck(store, tenant, 10, now=time.time() + 3600)
+    assert problem is not None and "scim.user.created" in problem and "60 minutes" in problem
+    await asyncio.sleep(0.05)
+    report = await check(store, [tenant], stuck_minutes=0)
+    assert [(f.kind, f.repaired) for f in report.findings] == [(STUCK_PUBLISHER, False)]
+    await Publisher(store, event_queue).publish(tenant)
+    assert (await check(store, [tenant], stuck_minutes=0)).findings == []

@@ -29,3 +29,9 @@ def test_the_authenticator_loads_no_jwt_library_until_jwt_mode_is_used():
     loaded = loaded_after("import scim.auth")
     assert "scim.bearer" in loaded
     assert not {"jwt", "aiohttp", "scim.jwks", "scim.entra_tokens"} & loaded
+
+
+def test_the_app_loads_no_queue_client_or_publisher_until_the_feed_publishes():
+    """The publisher and the queue SDK load on the first kick of a feed-on endpoint, never at cold start."""
+    loaded = loaded_after("import function_app")
+    assert not {"scim.publisher", "azure.storage.queue", "scim.admin"} & loaded
