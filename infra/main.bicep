@@ -67,6 +67,14 @@ param scimTablePrefix string = 'scim'
 @description('Comma-separated Entra tenant ids accepted for the optional Entra-issued JWT auth mode (SCIM_ENTRA_TENANT_IDS). Empty = disabled.')
 param scimEntraTenantIds string = ''
 
+@description('Turns the change feed on (SCIM_CHANGE_FEED): every change becomes an event, read at /scim/v2/Changes and sent to the queue below.')
+param scimChangeFeed bool = false
+
+@description('The change feed\'s Azure Storage Queue (SCIM_CHANGE_FEED_QUEUE), created in the storage account; the app may only send to it. 3 to 63 lower-case letters, digits and single hyphens.')
+@minLength(3)
+@maxLength(63)
+param scimChangeFeedQueue string = 'scim-changes'
+
 // --- Flex Consumption scale ----------------------------------------------------------------------------------------
 
 @description('Always-ready instances for the HTTP trigger group (0 = scale to zero; 1 removes cold starts at a fixed cost).')
@@ -173,6 +181,7 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: storageAccountName
     skuName: storageSku
     deploymentContainerName: deploymentContainerName
+    changeFeedQueueName: scimChangeFeedQueue
   }
 }
 
@@ -219,6 +228,7 @@ module roleAssignments 'modules/roleassignments.bicep' = {
     storageAccountName: storage.outputs.name
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
+    changeFeedQueueName: storage.outputs.changeFeedQueueName
   }
 }
 
@@ -240,6 +250,9 @@ module appSettings 'modules/appsettings.bicep' = {
     accessTokenMinutes: accessTokenMinutes
     scimTablePrefix: scimTablePrefix
     scimEntraTenantIds: scimEntraTenantIds
+    queueEndpoint: storage.outputs.queueEndpoint
+    scimChangeFeed: scimChangeFeed
+    changeFeedQueueName: storage.outputs.changeFeedQueueName
   }
 }
 

@@ -20,6 +20,10 @@ param accessTokenMinutes = 60
 param scimTablePrefix = 'scim'
 param scimEntraTenantIds = ''
 
+// The change feed (README "Change feed"): off by default; its events go to this queue of the storage account.
+param scimChangeFeed = false
+param scimChangeFeedQueue = 'scim-changes'
+
 // Flex Consumption scale
 param alwaysReadyInstanceCount = 0
 param instanceMemoryMB = 2048

@@ -137,10 +137,9 @@ class ScimEndpoint:
         return self._publisher
 
     async def close_publisher(self) -> None:
-        """Let kicked passes finish, then close the queue's HTTP session."""
+        """Stop kicked passes (the sweep sends what they had not) and close the queue's HTTP session."""
         if self._publisher is not None:
-            await self._publisher.idle()
-            await self._publisher.queue.close()
+            await self._publisher.close()
 
     def _kick(self, tenant: str) -> None:
         """A write may have recorded events: publish them in the background, after this answer. Nothing here may

@@ -199,6 +199,13 @@ class Publisher:
             elif tenant not in self._again:
                 return
 
+    async def close(self) -> None:
+        """Stop kicked passes (their events stay in the outbox for the sweep) and close the queue's session."""
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await self.queue.close()
+
     async def idle(self) -> None:
         """Wait until no kicked pass is running (tests, and the local host's shutdown)."""
         while self._running:

@@ -21,6 +21,9 @@ param tokenSigningKeySecretName string
 param accessTokenMinutes int
 param scimTablePrefix string
 param scimEntraTenantIds string
+param queueEndpoint string
+param scimChangeFeed bool
+param changeFeedQueueName string
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
@@ -47,5 +50,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // The token endpoint (/oauth2/token): its signing key(s) from Key Vault, and the access-token lifetime.
     SCIM_TOKEN_SIGNING_KEYS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${tokenSigningKeySecretName})'
     SCIM_ACCESS_TOKEN_MINUTES: string(accessTokenMinutes)
+    // The change feed (README "Change feed"): its events go to this account's queue, sent with the managed identity.
+    SCIM_CHANGE_FEED: scimChangeFeed ? 'on' : 'off'
+    SCIM_CHANGE_FEED_QUEUE: changeFeedQueueName
+    SCIM_STORAGE_QUEUE_URI: queueEndpoint
   }
 }

@@ -57,6 +57,8 @@ API_VERSIONS = {
     "Microsoft.Storage/storageAccounts": "2023-05-01",
     "Microsoft.Storage/storageAccounts/blobServices": "2023-05-01",
     "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/queueServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/queueServices/queues": "2023-05-01",
     "Microsoft.KeyVault/vaults": "2023-07-01",
     "Microsoft.KeyVault/vaults/secrets": "2023-07-01",
     "Microsoft.Insights/components": "2020-02-02",
@@ -70,6 +72,10 @@ EXPECTED_ROLES = {
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts"),
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts"),
     "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "Microsoft.KeyVault/vaults"),
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": (
+        "Storage Queue Data Message Sender",
+        "Microsoft.Storage/storageAccounts/queueServices/queues",
+    ),
     "3913510d-42f4-4e42-8a64-420c390055eb": ("Monitoring Metrics Publisher", "Microsoft.Insights/components"),
 }
 
@@ -83,6 +89,9 @@ REQUIRED_APP_SETTINGS = {
     "SCIM_ACCESS_TOKEN_MINUTES",
     "SCIM_TABLE_PREFIX",
     "SCIM_ENTRA_TENANT_IDS",
+    "SCIM_CHANGE_FEED",
+    "SCIM_CHANGE_FEED_QUEUE",
+    "SCIM_STORAGE_QUEUE_URI",
 }
 
 # Deprecated on Flex Consumption, key-based, or must never be set in Azure.
@@ -774,6 +783,10 @@ def check_app_settings(infra: Infra) -> None:
     assert ".table." in uri_text and not uri_text.rstrip("'").endswith("/"), (
         f"SCIM_STORAGE_TABLE_URI must be the table endpoint without a trailing slash: {uri_text}"
     )
+    queue_uri = text_of(infra.follow(bf, settings["SCIM_STORAGE_QUEUE_URI"])[1])
+    assert ".queue." in queue_uri and not queue_uri.rstrip("'").endswith("/"), (
+        f"SCIM_STORAGE_QUEUE_URI must be the queue endpoint without a trailing slash: {queue_uri}"
+    )
     call = infra.module_call(bf)
     if call is not None:  # applied after the role assignments, so the KV reference and host storage resolve
         roles_modules = {
@@ -1223,6 +1236,20 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
         "role_assignments",
         "modules/roleassignments.bicep",
         "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    ),
+    (
+        "queue-sender-on-account",
+        "role_assignments",
+        "modules/roleassignments.bicep",
+        "  scope: changeFeedQueue\n",
+        "  scope: storage\n",
+    ),
+    (
+        "queue-contributor",
+        "role_assignments",
+        "modules/roleassignments.bicep",
+        "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
         "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     ),
     ("settings-before-roles", "app_settings", "main.bicep", "  dependsOn: [\n    roleAssignments\n  ]\n", ""),
