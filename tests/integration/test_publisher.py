@@ -183,13 +183,13 @@ async def test_a_pass_batches_events_into_messages_of_at_most_64_kib(
 ):
     """Snapshots of 20,000 characters make each event about 20 KB: two to a message; a non-ASCII one (50 KB of
     UTF-8, more than a message holds) travels without its snapshot, and says so."""
-    client = publishing_client(store, event_queue, snapshots=True, delay=3600.0)  # only the explicit pass sends
+    from tests.integration.test_change_feed import feed_client
+
+    client = feed_client(store, snapshots=True)  # no publisher of its own: only the explicit pass sends
     for i in range(5):
         await client.create_user(f"big{i}@example.com", title="x" * 20_000)
     await client.create_user("wide@example.com", title="é" * 25_000)
-    publisher = client.endpoint.publisher
-    assert publisher is not None
-    report = await publisher.publish(tenant_of(client))
+    report = await Publisher(store, event_queue).publish(tenant_of(client))
     raw = await bodies(azurite_connection_string, queue_name)
     assert all(len(body) <= change_messages.MAX_MESSAGE_CHARS for body in raw)
     messages = [change_messages.decode(body) for body in raw]
