@@ -13,7 +13,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim import change_feed, declarations, errors, indexes
+from scim import change_feed, cpu_share, declarations, errors, indexes
 from scim.auth import Authenticator
 from scim.changes import ChangeRecorder
 from scim.credential_directory import CredentialDirectory
@@ -112,8 +112,9 @@ class ScimEndpoint:
         tenant = "-"
         try:
             tenant = await self.authenticator.authenticate(request.header("Authorization"))
-            with self.store.request_scope():
-                response = await self._route(tenant, request)
+            async with cpu_share.request(tenant, lambda: writes[0] > 0):
+                with self.store.request_scope():
+                    response = await self._route(tenant, request)
         except ScimError as exc:
             response = error_response(exc)
         except StoreError as exc:  # a store failure no service translated is still never a 500

@@ -159,3 +159,52 @@ async def test_a_long_patch_is_applied_one_operation_per_turn_with_the_same_resu
     await other
     assert shared == documents.apply_patch(operations, user())
     assert len(ticks) >= len(steps)  # the other request ran between operations
+
+
+async def test_turns_go_round_the_tenants_not_first_come_first_served():
+    """Three requests of tenant a ask for turns before tenant b's one: b still gets every other turn, so its work
+    is done after at most one slice of a's per slice of its own (first come, first served, b came last)."""
+    order: list[str] = []
+
+    async def slices(tenant: str, name: str, count: int) -> None:
+        async with cpu_share.request(tenant, lambda: False):
+            for _ in range(count):
+                async with cpu_share.turn():
+                    order.append(name)
+
+    tasks = [asyncio.create_task(slices("tenant-a", f"a{i}", 4)) for i in range(3)]
+    tasks.append(asyncio.create_task(slices("tenant-b", "b", 4)))
+    await asyncio.gather(*tasks)
+    b_turns = [index for index, name in enumerate(order) if name == "b"]
+    assert len(order) == 16
+    assert b_turns == [1, 3, 5, 7], order  # first come, first served: b last of every round, [3, 7, 11, 15]
+
+
+async def test_a_request_becomes_heavy_after_its_light_turns_and_waits_for_its_tenants_heavy_slot():
+    """Only the tenant's second heavy request waits; a light one of the same tenant and another tenant's heavy one
+    do not."""
+    tenant = f"t-{secrets.token_hex(4)}"
+    release, holding = asyncio.Event(), asyncio.Event()
+    progress: dict[str, int] = {}
+
+    async def request(name: str, owner: str, turns: int, hold: bool = False) -> None:
+        async with cpu_share.request(owner, lambda: False):
+            for _ in range(turns):
+                async with cpu_share.turn():
+                    progress[name] = progress.get(name, 0) + 1
+            if hold:
+                holding.set()
+                await release.wait()
+
+    first = asyncio.create_task(request("first", tenant, cpu_share.LIGHT_TURNS + 1, hold=True))
+    await holding.wait()
+    second = asyncio.create_task(request("second", tenant, cpu_share.LIGHT_TURNS + 5))
+    light = asyncio.create_task(request("light", tenant, cpu_share.LIGHT_TURNS))
+    other = asyncio.create_task(request("other", f"o-{secrets.token_hex(4)}", cpu_share.LIGHT_TURNS + 5))
+    await asyncio.wait_for(asyncio.gather(light, other), 5)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert progress["second"] == cpu_share.LIGHT_TURNS  # stopped at its first heavy turn
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert progress["second"] == cpu_share.LIGHT_TURNS + 5
