@@ -38,6 +38,21 @@ def parse_patch(model: type[ResourceT], payload: dict[str, Any]) -> "PatchOp[Res
         raise errors.from_validation(exc) from exc
 
 
+async def parse_patch_shared(model: type[ResourceT], payload: dict[str, Any]) -> "PatchOp[ResourceT]":
+    """:func:`parse_patch`, one operation per turn at the CPU when the PATCH is long: validating 100 operations in
+    one go held every other request on the instance for about 8 ms. Each is validated alone, exactly as in the whole
+    (scim2-models checks operations one by one), and the first refusal refuses the PATCH."""
+    steps = payload.get("Operations")
+    if not isinstance(steps, list) or len(steps) <= INLINE_PATCH_OPERATIONS:
+        return parse_patch(model, payload)
+    parsed: list[PatchOp[ResourceT]] = []
+    for step in steps:
+        async with cpu_share.turn():
+            parsed.append(parse_patch(model, {**payload, "Operations": [step]}))
+    operations = [operation for one in parsed for operation in one.operations or []]
+    return parsed[0].model_copy(update={"operations": operations})
+
+
 def apply_patch(operations: "PatchOp[ResourceT]", resource: ResourceT) -> tuple[bool, dict[str, Any]]:
     """Apply the operations; whether anything changed, and the result as a payload to validate again as a whole."""
     with ENTRA_POLICY:

@@ -132,7 +132,7 @@ class GroupService:
         body = entra.normalise_patch(payload)
         change, others = split_members(body["Operations"])
         others, on_extensions = extensions.split_operations(others, RESOURCE_TYPE, self._undeclared)
-        operations = documents.parse_patch(ScimGroup, {**body, "Operations": others}) if others else None
+        operations = await documents.parse_patch_shared(ScimGroup, {**body, "Operations": others}) if others else None
         added = list(change.added.items())
         current, members = await both(self._load(tenant, group_id), self._resolve(tenant, added, group_id))
         protocol.check_precondition(current, if_match)

@@ -88,7 +88,7 @@ class UserService:
         projected by the request's ``attributes``/``excludedAttributes`` as RFC 7644 §3.5.2 allows."""
         body = entra.normalise_patch(payload)
         others, on_extensions = extensions.split_operations(body["Operations"], RESOURCE_TYPE, self._undeclared)
-        operations = documents.parse_patch(ScimUser, {**body, "Operations": others}) if others else None
+        operations = await documents.parse_patch_shared(ScimUser, {**body, "Operations": others}) if others else None
         parameters = protocol.response_parameters(query, ScimUser)
         current, groups = await both(
             self._load(tenant, resource_id), self._groups(tenant, resource_id, query, base_url)
