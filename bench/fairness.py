@@ -1,18 +1,32 @@
 """One tenant's costliest requests against another tenant's latency, on one ``python -m scim serve`` instance.
 
-The victim tenant sends Entra's most frequent request, ``GET /Users?filter=userName eq "…"``, one at a time; its
-p50/p99 are measured alone, then while ``--attackers`` clients of another tenant send the costliest requests the
-endpoint accepts, back to back:
+The victim tenant sends, one at a time, Entra's most frequent request (``GET /Users?filter=userName eq "…"``) and
+``GET /ServiceProviderConfig`` (no storage: the instance's own event loop), and the script itself reads a row
+straight from Azurite (storage alone, no endpoint). Each is measured in these phases:
 
-- ``search``: ``POST /Users/.search`` with ``count`` 200 and ``attributes`` at its cap (64 paths), over 200 users;
-- ``scan``: ``GET /Users?filter=`` a filter of 100 comparisons (the cap) that no index answers, over those users;
-- ``patch``: ``PATCH /Users/{id}`` whose paths hold 100 comparisons (the cap for one PATCH) in 100 operations.
+- ``alone``: nobody else sends anything;
+- ``attacked``: ``--attackers`` clients of another tenant send, back to back, the costliest requests the caps accept,
+  to the victim's instance (the target: the victim's p99 at most 2x ``alone``);
+- ``control``: the same attack sent to a second instance on the same machine and Azurite, so the victim's instance
+  serves only the victim while the box and Azurite are as busy as in ``attacked``. What ``control`` costs the
+  victim is the shared machine's and Azurite's doing; what ``attacked`` adds beyond it is the instance's;
+- with ``--each``, one ``attacked`` phase per kind of attacking request.
+
+The attacking requests (``--only`` picks one):
+
+- ``search``: ``POST /Users/.search`` with ``count`` 1000 (clamped to 200) and ``attributes`` at its cap (64 paths);
+- ``scan``: ``GET /Users?filter=`` a filter of 100 comparisons (the cap) that no index answers, over the users;
+- ``patch``: ``PATCH /Users/{id}`` whose paths hold 100 comparisons (the cap for one PATCH) in 100 operations;
+- ``big-patch``: a 100-operation PATCH with a body just under 256 KiB (2,400-character values);
+- ``group-get``: ``GET /Groups/{id}`` of a 1,000-member group (1,000 members per response, the cap);
+- ``members``: ``PATCH /Groups/{id}`` adding 1,000 members (the cap), then removing them.
 
 ``--attack issue`` sends the red team's request instead (``attributes`` naming ``userName`` 21,000 times), which
 the endpoint now refuses; with ``--code DIR`` the script measures another checkout the same way. It prints the
-server CPU per attacking request (from ``/proc``) and the victim's latencies and their ratio.
+server CPU per attacking request (from ``/proc``), the victim's latencies and their ratios.
 
-    .venv/bin/python bench/fairness.py
+    .venv/bin/python bench/fairness.py --seconds 15
+    .venv/bin/python bench/fairness.py --seconds 10 --each
     .venv/bin/python bench/fairness.py --attack issue --code /tmp/before
 """
 
@@ -27,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from azure.data.tables.aio import TableClient
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -56,30 +71,49 @@ ATTRIBUTES = [
 ]  # fmt: skip
 
 
+SHAPES = ("search", "scan", "patch", "big-patch", "group-get", "members")
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+GROUP_MEMBERS = 1000
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
     parser.add_argument("--attackers", type=int, default=4, help="concurrent clients of the attacking tenant")
-    parser.add_argument("--users", type=int, default=200, help="users of the attacking tenant")
+    parser.add_argument("--users", type=int, default=200, help="users the scan and the search go over")
     parser.add_argument("--attack", choices=("capped", "issue"), default="capped")
-    parser.add_argument("--only", choices=("search", "scan", "patch"), help="send only this attacking request")
+    parser.add_argument("--only", choices=SHAPES, help="send only this attacking request")
+    parser.add_argument("--each", action="store_true", help="also one attacked phase per kind of request")
+    parser.add_argument("--no-control", action="store_true", help="skip the second-instance control phase")
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose server is measured")
     return parser.parse_args()
 
 
-def attacks(args: argparse.Namespace, user_id: str) -> list[tuple[str, str, str, Any]]:
-    """(name, method, url, json body) of each attacking request."""
+Shape = tuple[str, str, str, Any]
+
+
+def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_id: str, ids: list[str]) -> list[Shape]:
+    """(name, method, url, json body) of each attacking request; the last of ``members`` undoes the one before."""
     if args.attack == "issue":
         return [("search-21000", "POST", "/Users/.search", {"attributes": ["userName"] * 21000, "count": 200})]
     scan = " or ".join(f'title eq "t{i}"' for i in range(99)) + " or title pr"
     paths = [
         {"op": "replace", "path": f'emails[value eq "a{i % 3}@x.org"].display', "value": f"d{i}"} for i in range(100)
     ]
-    return [
-        ("search", "POST", "/Users/.search", {"attributes": ATTRIBUTES, "count": 200}),
+    big = [{"op": "replace", "path": "displayName", "value": f"{i:04d}" + "x" * 2396} for i in range(100)]
+    members = [{"value": i} for i in ids[:GROUP_MEMBERS]]
+    shapes: list[Shape] = [
+        ("search", "POST", "/Users/.search", {"attributes": ATTRIBUTES, "count": 1000}),
         ("scan", "GET", f"/Users?count=200&filter={scan}", None),
         ("patch", "PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": paths}),
-    ]
+        ("big-patch", "PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": big}),
+        ("group-get", "GET", f"/Groups/{group_id}", None),
+        ("members", "PATCH", f"/Groups/{member_group_id}",
+         {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": members}]}),
+        ("members", "PATCH", f"/Groups/{member_group_id}",
+         {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members", "value": members}]}),
+    ]  # fmt: skip
+    return [shape for shape in shapes if args.only in (None, shape[0])]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -87,17 +121,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def victim(http: httpx.AsyncClient, user_name: str, seconds: float) -> tuple[list[float], list[float]]:
-    """Latencies of the filter-GET (storage included) and of ``GET /ServiceProviderConfig`` (authentication and
-    the event loop only: on one machine Azurite's single thread is shared with the attackers' storage calls, so
-    only this one isolates the endpoint's own fairness)."""
-    lookups: list[float] = []
-    loop_only: list[float] = []
+Series = dict[str, list[float]]
+
+
+async def victim(http: httpx.AsyncClient, table: TableClient, user_name: str, seconds: float) -> Series:
+    """Latencies of the filter-GET (the endpoint and Azurite), of ``GET /ServiceProviderConfig`` (the endpoint's
+    event loop alone) and of a point read sent straight to Azurite (storage alone: on one machine Azurite's single
+    thread is shared with the attackers' storage calls)."""
+    series: Series = {"filter-GET": [], "ServiceProviderConfig": [], "Azurite point read": []}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for url, params, latencies in (
-            ("/Users", {"filter": f'userName eq "{user_name}"'}, lookups),
-            ("/ServiceProviderConfig", None, loop_only),
+        for url, params, name in (
+            ("/Users", {"filter": f'userName eq "{user_name}"'}, "filter-GET"),
+            ("/ServiceProviderConfig", None, "ServiceProviderConfig"),
         ):
             started = time.perf_counter()
             try:
@@ -105,11 +141,14 @@ async def victim(http: httpx.AsyncClient, user_name: str, seconds: float) -> tup
                 assert response.status_code == 200, response.text
             except httpx.TimeoutException:
                 pass  # counted at the client's timeout: the victim never got its answer
-            latencies.append((time.perf_counter() - started) * 1000)
-    return lookups, loop_only
+            series[name].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        await table.get_entity("bench", "probe")
+        series["Azurite point read"].append((time.perf_counter() - started) * 1000)
+    return series
 
 
-async def attacker(http: httpx.AsyncClient, shapes: list[tuple[str, str, str, Any]], stop: asyncio.Event) -> dict:
+async def attacker(http: httpx.AsyncClient, shapes: list[Shape], stop: asyncio.Event) -> dict[str, int]:
     statuses: dict[str, int] = {}
     while not stop.is_set():
         for name, method, url, body in shapes:
@@ -126,28 +165,95 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def run(args: argparse.Namespace, server: LocalServer, attacker_token: str) -> None:
+async def attacked(
+    me: httpx.AsyncClient,
+    table: TableClient,
+    them: httpx.AsyncClient,
+    shapes: list[Shape],
+    user_name: str,
+    args: argparse.Namespace,
+) -> Series:
+    """The victim's latencies while the attackers send ``shapes`` (each client starts at a different one)."""
+    stop = asyncio.Event()
+    workers = [
+        asyncio.create_task(attacker(them, shapes[k % len(shapes) :] + shapes[: k % len(shapes)], stop))
+        for k in range(args.attackers)
+    ]
+    await asyncio.sleep(1)
+    series = await victim(me, table, user_name, args.seconds)
+    stop.set()
+    statuses: dict[str, int] = {}
+    for result in await asyncio.gather(*workers):
+        for key, count in result.items():
+            statuses[key] = statuses.get(key, 0) + count
+    print(f"    attacking requests answered: {statuses}")
+    return series
+
+
+async def setup(them: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list[str], str, str]:
+    """The attacking tenant's users (``--users`` of them searchable by the scan, 1,000 in all for the groups), a
+    group with 1,000 members and an empty one."""
+    emails = [{"value": f"a{i}@x.org", "type": "work"} for i in range(3)]
+    ids: list[str] = []
+    gate = asyncio.Semaphore(8)
+
+    async def create(index: int) -> None:
+        body: dict[str, Any] = {"schemas": [USER], "userName": f"a{index}@x.org", "emails": emails}
+        if index < args.users:
+            body["title"] = f"t{index}"
+        async with gate:
+            response = await them.post("/Users", json=body)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+
+    await asyncio.gather(*(create(index) for index in range(max(args.users, GROUP_MEMBERS))))
+    ids.sort()
+    groups = []
+    for name in ("big", "empty"):
+        response = await them.post("/Groups", json={"schemas": [GROUP], "displayName": name})
+        assert response.status_code == 201, response.text
+        groups.append(response.json()["id"])
+    add = [{"op": "add", "path": "members", "value": [{"value": i} for i in ids[:GROUP_MEMBERS]]}]
+    response = await them.patch(f"/Groups/{groups[0]}", json={"schemas": [PATCH], "Operations": add})
+    assert response.status_code in (200, 204), response.text
+    return ids, groups[0], groups[1]
+
+
+def report(name: str, phases: dict[str, Series]) -> None:
+    """p50/p99/max per phase, and the ratios within this run."""
+    alone = phases["alone"][name]
+    print(f"victim {name:<44}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'p99 / alone':>13}")
+    for label, series in phases.items():
+        values = series[name]
+        p50, p99 = statistics.median(values), percentile(values, 0.99)
+        ratio = p99 / percentile(alone, 0.99)
+        print(f"  {label:<48}{len(values):>9}{p50:>9.1f}{p99:>9.1f}{max(values):>9.1f}{ratio:>13.2f}")
+    if "attacked (mix)" in phases and "control: mix on another instance" in phases:
+        ours = percentile(phases["attacked (mix)"][name], 0.99)
+        box = percentile(phases["control: mix on another instance"][name], 0.99)
+        print(f"  p99 attacked / control (the instance's own share): {ours / box:.2f}")
+
+
+async def run(args: argparse.Namespace, server: LocalServer, other: LocalServer | None, attacker_token: str) -> None:
     assert server.process is not None
     pid = server.process.pid
     mine = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/scim+json"}
     theirs = {"Authorization": f"Bearer {attacker_token}", "Content-Type": "application/scim+json"}
     limits = httpx.Limits(max_connections=args.attackers + 2)
+    connection = server.env["SCIM_STORAGE_CONNECTION_STRING"]
     async with (
         httpx.AsyncClient(base_url=server.base_url, headers=mine, timeout=TIMEOUT) as me,
         httpx.AsyncClient(base_url=server.base_url, headers=theirs, timeout=TIMEOUT, limits=limits) as them,
+        TableClient.from_connection_string(connection, server.env["SCIM_TABLE_PREFIX"] + "Resources") as table,
     ):
         user_name = f"victim-{secrets.token_hex(3)}@example.com"
         assert (await me.post("/Users", json={"schemas": [USER], "userName": user_name})).status_code == 201
-        emails = [{"value": f"a{i}@x.org", "type": "work"} for i in range(3)]
-        ids = []
-        for index in range(args.users):
-            body = {"schemas": [USER], "userName": f"a{index}@x.org", "title": f"t{index}", "emails": emails}
-            response = await them.post("/Users", json=body)
-            ids.append(response.json()["id"])
-        shapes = [[shape for shape in attacks(args, ids[k]) if args.only in (None, shape[0])] for k in range(4)]
+        await table.upsert_entity({"PartitionKey": "bench", "RowKey": "probe"})  # the endpoint made the table
+        ids, group_id, member_group_id = await setup(them, args)
+        shapes = attacks(args, ids[0], group_id, member_group_id, ids)
 
         print(f"{'attacking request':<22}{'status':>7}{'server CPU ms':>15}")
-        for name, method, url, body in shapes[0]:
+        for name, method, url, body in shapes:
             before = cpu_seconds(pid)
             try:
                 codes = [(await them.request(method, url, json=body)).status_code for _ in range(3)]
@@ -155,45 +261,51 @@ async def run(args: argparse.Namespace, server: LocalServer, attacker_token: str
                 codes = ["timeout"]
             print(f"{name:<22}{codes[0]!s:>7}{(cpu_seconds(pid) - before) * 1000 / len(codes):>15.1f}")
 
-        alone = await victim(me, user_name, args.seconds)
-        stop = asyncio.Event()
-        workers = [asyncio.create_task(attacker(them, shapes[k % 4], stop)) for k in range(args.attackers)]
-        await asyncio.sleep(1)
-        loaded = await victim(me, user_name, args.seconds)
-        stop.set()
-        results = await asyncio.gather(*workers)
-    statuses: dict[str, int] = {}
-    for result in results:
-        for key, count in result.items():
-            statuses[key] = statuses.get(key, 0) + count
-    print(f"attacking requests answered during the loaded phase: {statuses}")
-    for name, index in (("filter-GET", 0), ("ServiceProviderConfig", 1)):
-        quiet, busy = alone[index], loaded[index]
-        print(f"{'victim ' + name:<34}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-        for label, values in (("alone", quiet), (f"with {args.attackers} attackers", busy)):
-            p50, p99 = statistics.median(values), percentile(values, 0.99)
-            print(f"  {label:<32}{len(values):>9}{p50:>9.1f}{p99:>9.1f}{max(values):>9.1f}")
-        ratio50 = statistics.median(busy) / statistics.median(quiet)
-        ratio99 = percentile(busy, 0.99) / percentile(quiet, 0.99)
-        print(f"  ratio loaded/alone: p50 {ratio50:.2f}, p99 {ratio99:.2f} (target p99 <= 2)")
+        phases: dict[str, Series] = {}
+        print("phase: alone")
+        phases["alone"] = await victim(me, table, user_name, args.seconds)
+        print("phase: attacked (mix)")
+        phases["attacked (mix)"] = await attacked(me, table, them, shapes, user_name, args)
+        if other is not None:
+            print("phase: control (the same attack on a second instance)")
+            async with httpx.AsyncClient(
+                base_url=other.base_url, headers=theirs, timeout=TIMEOUT, limits=limits
+            ) as elsewhere:
+                phases["control: mix on another instance"] = await attacked(
+                    me, table, elsewhere, shapes, user_name, args
+                )
+        if args.each:
+            for shape in SHAPES:
+                chosen = [s for s in shapes if s[0] == shape]
+                if chosen:
+                    print(f"phase: attacked ({shape})")
+                    phases[f"attacked ({shape} only)"] = await attacked(me, table, them, chosen, user_name, args)
+    for name in ("ServiceProviderConfig", "filter-GET", "Azurite point read"):
+        report(name, phases)
 
 
 def main() -> int:
     args = parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]), f"| cpus {os.cpu_count()}")
+    print("load average at start:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     port = azurite.free_port()
     process = azurite.start(port)
+    servers: list[LocalServer] = []
     try:
-        server = LocalServer(azurite.connection_string(port), f"fair{secrets.token_hex(3)}", root=args.code.resolve())
+        prefix = f"fair{secrets.token_hex(3)}"
         attacker_token = secrets.token_urlsafe(32)
-        server.env["SCIM_BEARER_TOKENS"] = f"{server.token},attacker={attacker_token}"
-        server.start()
-        try:
-            asyncio.run(run(args, server, attacker_token))
-        finally:
-            server.close()
+        for _ in range(1 if args.no_control else 2):
+            server = LocalServer(azurite.connection_string(port), prefix, root=args.code.resolve())
+            server.token = servers[0].token if servers else server.token  # both instances serve the same tenants
+            server.env["SCIM_BEARER_TOKENS"] = f"{server.token},attacker={attacker_token}"
+            server.start()
+            servers.append(server)
+        asyncio.run(run(args, servers[0], servers[1] if len(servers) > 1 else None, attacker_token))
     finally:
+        for server in servers:
+            server.close()
         azurite.stop(process)
+    print("load average at end:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
 
