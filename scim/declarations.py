@@ -71,6 +71,19 @@ class DeclaredExtension:
         lowered = attribute.lower()
         return any(a.name and a.name.lower() == lowered and a.case_exact for a in self.schema.attributes or ())
 
+    def attribute_type(self, attribute: str, sub_attribute: str | None = None) -> str | None:
+        """The declared type (``"integer"``, ``"boolean"``…) of an attribute or sub-attribute, None if undeclared:
+        filters compare their values as that type, as the stored values were coerced to it."""
+        found = _named(self.schema.attributes, attribute)
+        if found is not None and sub_attribute is not None:
+            found = _named(found.sub_attributes, sub_attribute)
+        return None if found is None or found.type is None else str(found.type.value)
+
+
+def _named(attributes: list[Any] | None, name: str) -> Any:
+    lowered = name.lower()
+    return next((a for a in attributes or () if a.name and a.name.lower() == lowered), None)
+
 
 _ACTIVE: dict[str, DeclaredExtension] = {}
 

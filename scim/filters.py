@@ -311,11 +311,31 @@ class _ExtensionTerms:
             block = _find_key(document, node.attr_path.uri or "")
             extension = declarations.get(node.attr_path.uri, self._resource_type)
             case_exact = extension is not None and extension.case_exact(node.attr_path.attr)
+            if extension is not None and isinstance(node, Comparison):
+                node = typed_comparison(node, extension.attribute_type(node.attr_path.attr, node.attr_path.sub_attr))
             return value_matches(_without_uri(node), document.get(block) if block else None, case_exact)
         bound = self._bound.get(id(node))
         if bound is None:
             bound = self._bound[id(node)] = ScimFilter[self._model](node)  # type: ignore[name-defined]
         return bool(bound.match(resource))
+
+
+def typed_comparison(node: Comparison, declared_type: str | None) -> Comparison:
+    """The comparison with its value read as the declared attribute's type: a declared value is stored coerced
+    (``"3"`` → 3, Entra's ``"True"`` → true), so ``level eq "3"`` must find the stored 3, as the same text sent in a
+    body would have been stored. A value that does not read as the type stays as written (and matches nothing)."""
+    value = node.value
+    if not isinstance(value, str):
+        return node
+    coerced: Any = value
+    if declared_type == "boolean" and value.lower() in ("true", "false"):
+        coerced = value.lower() == "true"
+    elif declared_type in ("integer", "decimal"):
+        try:
+            coerced = int(value) if declared_type == "integer" else float(value)
+        except ValueError:
+            return node
+    return node if coerced is value else replace(node, value=coerced)
 
 
 def _without_uri(node: Comparison | Present | ValuePath) -> FilterNode:

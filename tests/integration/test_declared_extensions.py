@@ -161,6 +161,26 @@ async def test_case_exact_attributes_compare_with_case(client: Client):
     assert await found(f'{ACME}:costCenter eq "abc"') == [user_id]
 
 
+async def test_filter_values_are_read_as_the_declared_type(client: Client):
+    """The stored value was coerced ("3" → 3, "True" → true), so the same text in a filter must find it."""
+    body = {"schemas": [USER], "userName": "f@contoso.com", ACME: {"level": "3", "isContractor": "True"}}
+    user_id = (await client.call("POST", "Users", body)).document["id"]
+    other = {"schemas": [USER], "userName": "g@contoso.com", ACME: {"level": 30, "isContractor": False}}
+    other_id = (await client.call("POST", "Users", other)).document["id"]
+
+    async def found(text: str) -> list[str]:
+        listed = await client.call("GET", "Users", query={"filter": text})
+        assert listed.status == 200, listed.document
+        return sorted(r["id"] for r in listed.document["Resources"])
+
+    assert await found(f'{ACME}:level eq "3"') == [user_id]
+    assert await found(f"{ACME}:level eq 3") == [user_id]
+    assert await found(f'{ACME}:level gt "4"') == [other_id]  # numerically: "30" > "4" would be false as text
+    assert await found(f'{ACME}:isContractor eq "True"') == [user_id]
+    assert await found(f'{ACME}:isContractor eq "false"') == [other_id]
+    assert await found(f'{ACME}:level eq "three"') == []
+
+
 async def test_a_required_extension_and_its_required_attribute(client: Client):
     missing = await client.call("POST", "Groups", {"schemas": [GROUP], "displayName": "G"})
     assert missing.status == 400 and TEAM in missing.document["detail"]
