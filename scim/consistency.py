@@ -24,6 +24,7 @@ row (an index row a resource needs, the reverse row a forward row needs), never 
 rare, so their point reads cost little; a digest collision could only hide a problem until the next run.
 """
 
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ from scim.store.tables import TableStore
 
 ORPHAN_INDEX = "orphan index row"
 MISSING_INDEX = "missing index row"
+CONFIGURED_INDEX = re.compile(r"a[0-9a-f]{16}")
+"""A configured index's name in row keys (:attr:`scim.indexes.IndexedAttribute.key_name`)."""
 DUPLICATE_UNIQUE = "duplicate unique value"
 HALF_EDGE = "half edge"
 DANGLING = "dangling membership"
@@ -146,6 +149,18 @@ class _TenantCheck:
                 return True
         return False
 
+    def _index_name(self, row_key: str) -> str:
+        """``userName`` from ``ix:userName:<digest>``, and the attribute path for a configured index's hashed name
+        (``ix:a<16 hex>:…``), so an operator can tell which listed attribute a finding is about; the detail names
+        the index, never the value."""
+        name = row_key.split(":")[1]
+        attribute = next((a for a in self.indexed if a.key_name == name), None)
+        if attribute is not None:
+            return f"{attribute.path} (index {name})"
+        if CONFIGURED_INDEX.fullmatch(name):
+            return f"index {name} (of an attribute not in SCIM_INDEXED_ATTRIBUTES)"
+        return name
+
     # Index rows
 
     async def _check_indexes(self, resource_type: str) -> set[str]:
@@ -193,7 +208,7 @@ class _TenantCheck:
         expected = _expected_row_keys(self.indexed, resource_type, stored)
         if expected is None or row_key in expected:
             return None
-        return f"points at {resource_type} {resource_id}, which has no such {_index_name(row_key)}"
+        return f"points at {resource_type} {resource_id}, which has no such {self._index_name(row_key)}"
 
     async def _verify_resource_indexes(self, resource_type: str, resource_id: str) -> None:
         """Judge a resource's expected rows between two reads of the resource with the same ETag: nothing rewrote it
@@ -219,7 +234,7 @@ class _TenantCheck:
         """A missing row is inserted. A row held by another resource is a duplicate if that one needs it too, and
         otherwise an orphan (reported on its own, and deleted before this runs when repairing) blocking the insert."""
         partition = keys.partition_key(self.tenant, resource_type)
-        index = _index_name(row_key)
+        index = self._index_name(row_key)
         if holder is None:
             detail = f"{resource_type} {resource_id} has no {index} row"
             repaired = self.repair and await self._insert_index_row(resource_type, resource_id, row_key)
@@ -352,11 +367,6 @@ def _row_key(index: IndexKey, resource_id: str) -> str:
     if index.unique:
         return keys.unique_index_row_key(index.name, index.value)
     return keys.shared_index_row_key(index.name, index.value, resource_id)
-
-
-def _index_name(row_key: str) -> str:
-    """``userName`` from ``ix:userName:<digest>``: the detail names the index, never the value."""
-    return row_key.split(":")[1]
 
 
 def _edge(row_key: str, reverse: bool = False) -> tuple[str, str] | None:

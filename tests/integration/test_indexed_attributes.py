@@ -126,6 +126,7 @@ async def test_reindex_resumes_after_the_last_recorded_id(store: TableStore):
     assert built.rows_inserted == 3
     report = await consistency.check(store, [tenant], indexed=only)
     assert sorted(f.detail.split()[1] for f in report.findings) == ids[:3]
+    assert all(f"no {CUSTOM}:CustomAttribute (index {only[0].key_name}) row" in f.detail for f in report.findings)
 
 
 async def test_check_reports_rows_of_an_attribute_no_longer_listed(store: TableStore):
@@ -134,6 +135,8 @@ async def test_check_reports_rows_of_an_attribute_no_longer_listed(store: TableS
     await create(client, "stale@contoso.com", "1", "s")
     report = await consistency.check(store, [tenant], indexed=indexes.parse(f"{ENTERPRISE}:employeeNumber"))
     assert [f.kind for f in report.findings] == [consistency.ORPHAN_INDEX]
+    unlisted = indexes.parse(f"{CUSTOM}:CustomAttribute")[0].key_name
+    assert f"no such index {unlisted} (of an attribute not in SCIM_INDEXED_ATTRIBUTES)" in report.findings[0].detail
     repaired = await consistency.check(store, [tenant], repair=True)
     assert all(f.repaired for f in repaired.findings) and len(repaired.findings) == 2
     assert (await consistency.check(store, [tenant])).clean
