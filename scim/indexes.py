@@ -117,6 +117,11 @@ def _parse_one(path: str, declared: Sequence[DeclaredExtension]) -> IndexedAttri
             if not attribute:
                 raise ConfigurationError(f"SCIM_INDEXED_ATTRIBUTES: {path} names no attribute")
             extension = next((e for e in declared if e.urn.lower() == urn.lower()), None)
+            declared_type = extension.attribute_type(attribute, sub or None) if extension is not None else None
+            if extension is not None and declared_type not in ("string", "reference"):
+                raise ConfigurationError(  # stored as numbers, booleans or objects: the rows hold strings only
+                    f"SCIM_INDEXED_ATTRIBUTES: {path} is not a string attribute of {urn} (declared {declared_type})"
+                )
             case_exact = extension is not None and extension.case_exact(attribute)
             return IndexedAttribute(path, resource_type, urn, attribute, sub or None, case_exact)
     resource_type = "Group" if urn.lower() == GROUP_SCHEMA.lower() else "User"

@@ -193,6 +193,28 @@ def test_a_listed_attribute_that_cannot_be_indexed_is_refused(listed: str):
         settings.check()
 
 
+@pytest.mark.parametrize("attribute", ["level", "isContractor", "hireDate", "notDeclared"])
+def test_a_declared_attribute_that_is_not_a_string_is_refused(attribute: str):
+    """Its values are stored as numbers, booleans or dates, and index rows hold strings: its filters would find
+    nothing once the index is ready. An attribute the declaration does not have is refused too."""
+    example = REPO_ROOT / "examples" / "schema-extensions.json"
+    listed = f"urn:ietf:params:scim:schemas:extension:acme:2.0:User:{attribute}"
+    tokens = (("d", "x" * 16),)
+    settings = Settings(
+        "UseDevelopmentStorage=true", None, tokens, indexed_attributes=listed, schema_extensions=str(example)
+    )
+    with pytest.raises(ConfigurationError, match="not a string attribute"):
+        settings.check()
+    settings = Settings(
+        "UseDevelopmentStorage=true",
+        None,
+        tokens,
+        indexed_attributes="urn:ietf:params:scim:schemas:extension:acme:2.0:User:costCenter",
+        schema_extensions=str(example),
+    )
+    settings.check()
+
+
 def test_case_rule_comes_from_the_schema():
     parsed = {
         a.path: a
