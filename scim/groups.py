@@ -186,7 +186,9 @@ class GroupService:
             )
         if etag is None and conditional:
             raise errors.not_found(f"{RESOURCE_TYPE} {current.resource_id} not found")
-        return StoredResource(current.resource_id, current.document, current.created, now, etag or current.etag)
+        return StoredResource(
+            current.resource_id, current.document, current.created, now, etag or current.etag, current.event
+        )
 
     async def delete(self, tenant: str, group_id: str, if_match: str | None) -> None:
         current = await self._load(tenant, group_id)

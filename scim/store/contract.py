@@ -29,6 +29,8 @@ class StoredResource:
     created: str
     last_modified: str
     etag: str
+    event: str = ""
+    """The position of the resource's last change-feed event ("" when none): its next event is stamped later."""
 
 
 @dataclass(frozen=True)

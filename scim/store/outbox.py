@@ -14,7 +14,12 @@ a reader that saw position 100 could later find a position-90 event appear. Two 
   (:data:`SERVER_APPLY_SECONDS`) or not at all;
 - the reader reads only up to its *horizon*, ``now - settle`` (``SCIM_CHANGE_FEED_SETTLE_SECONDS``), with settle
   at least the sum of those three and :data:`CLOCK_SKEW_SECONDS` (:data:`MIN_SETTLE_SECONDS`). Every event at or
-  before the horizon has therefore committed or never will, and a page never ends beyond the horizon.
+  before the horizon has therefore committed or never will, and a page never ends beyond the horizon. A position
+  is never earlier than the moment it was stamped (it can be later, see :func:`next_position`), so the rule holds.
+
+Order per resource. A resource's row keeps the position of its last event (``event``); the next change of the
+resource reads that row anyway (its writes are conditional on the version read) and stamps a later position
+whatever this instance's clock says (:func:`next_position`).
 
 No counter row is read or written: a counter would add a round trip to every SCIM request and serialise a tenant's
 writers on one row. The price is that the pull feed runs ``settle`` seconds behind the writes.
@@ -53,14 +58,21 @@ _last_stamp = 0
 _stamp_lock = threading.Lock()
 
 
-def next_position() -> tuple[str, float]:
-    """A fresh position and the wall-clock second it was stamped at."""
+def next_position(after: str = "") -> tuple[str, float]:
+    """A fresh position, later than ``after`` (the position of the resource's previous event), and the wall-clock
+    second it was stamped at.
+
+    ``after`` makes this a hybrid logical clock: another instance whose clock runs ahead of ours may have recorded
+    the resource's previous change at a position our clock has not reached yet; stamping from our clock alone would
+    put this change before that one, and a consumer ordering by position would apply them the wrong way round. The
+    process's later stamps follow, so its own positions stay strictly increasing."""
     global _last_stamp
+    floor = int(after[:16]) + 1 if after else 0
     with _stamp_lock:
         now = time.time()
-        micros = max(int(now * 1_000_000), _last_stamp + 1)
+        micros = max(int(now * 1_000_000), _last_stamp + 1, floor)
         _last_stamp = micros
-    return f"{micros:016d}{PROCESS_TAG}", micros / 1_000_000
+    return f"{micros:016d}{PROCESS_TAG}", now
 
 
 def horizon(settle: float, now: float | None = None) -> str:
@@ -78,9 +90,9 @@ class Outbox:
     the event row (409) instead of recording the change twice; the row's content follows the operations that are
     still in the batch (a member row already there is not an added member)."""
 
-    def __init__(self, change: Change, commit_window: float, first: bool) -> None:
+    def __init__(self, change: Change, commit_window: float, first: bool, after: str = "") -> None:
         self.change = change
-        self.position, self._stamped = next_position()
+        self.position, self._stamped = next_position(after)
         self._commit_window = commit_window
         self.first = first
         """Membership transactions put the event first: a re-applied attempt then fails on it at once."""

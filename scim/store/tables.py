@@ -212,15 +212,19 @@ class TableStore:
         """Insert a resource and its index rows atomically; a taken unique key fails the whole insert. ``change``
         is recorded for the change feed in the same transaction."""
         partition = keys.partition_key(tenant, resource_type)
-        entity = _resource_entity(partition, stored, summary)
+        events = self._outbox(change)
+        entity = _resource_entity(partition, stored, summary, _last_event(events))
         operations: list[Any] = [("create", entity)]
         operations += [_index_insert(partition, index, stored.resource_id) for index in indexes]
-        etag = await self.transact(operations, 1, indexes, self._stored_as(entity), event_rows=self._outbox(change))
-        return _with_etag(stored, etag)
+        etag = await self.transact(operations, 1, indexes, self._stored_as(entity), event_rows=events)
+        return _with_etag(stored, etag, entity.get("event", ""))
 
-    def _outbox(self, change: Change | None) -> list[Outbox]:
-        """A resource's event goes after its rows: the resource row stays first, where conflicts are settled."""
-        return [] if change is None else [Outbox(change, self.commit_window, first=False)]
+    def _outbox(self, change: Change | None, current: StoredResource | None = None) -> list[Outbox]:
+        """A resource's event goes after its rows: the resource row stays first, where conflicts are settled. It
+        is stamped after the resource's previous event (``current.event``), whatever this instance's clock says."""
+        if change is None:
+            return []
+        return [Outbox(change, self.commit_window, first=False, after=current.event if current else "")]
 
     async def replace(
         self,
@@ -237,9 +241,11 @@ class TableStore:
         partition = keys.partition_key(tenant, resource_type)
         added = [index for index in new_indexes if index not in old_indexes]
         removed = [index for index in old_indexes if index not in new_indexes]
-        entity = _resource_entity(partition, stored, summary)
-        if not added and not removed and change is None:
-            return _with_etag(stored, await self._update(entity, current.etag, self._stored_as(entity)))
+        events = self._outbox(change, current)
+        entity = _resource_entity(partition, stored, summary, _last_event(events) or current.event)
+        if not added and not removed and not events:
+            etag = await self._update(entity, current.etag, self._stored_as(entity))
+            return _with_etag(stored, etag, current.event)
         operations: list[Any] = [
             ("update", entity, {"mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": IF_NOT_MODIFIED})
         ]
@@ -247,8 +253,8 @@ class TableStore:
         first_insert = len(operations)
         operations += [_index_insert(partition, index, current.resource_id) for index in added]
         verify = self._stored_as(entity)
-        etag = await self.transact(operations, first_insert, added, verify, event_rows=self._outbox(change))
-        return _with_etag(stored, etag)
+        etag = await self.transact(operations, first_insert, added, verify, event_rows=events)
+        return _with_etag(stored, etag, entity.get("event", ""))
 
     async def delete(
         self,
@@ -263,7 +269,7 @@ class TableStore:
         entity = {"PartitionKey": partition, "RowKey": keys.resource_row_key(current.resource_id)}
         operations: list[Any] = [("delete", entity, {"etag": current.etag, "match_condition": IF_NOT_MODIFIED})]
         operations += [_index_delete(partition, index, current.resource_id) for index in indexes]
-        await self.transact(operations, verify=self._gone(entity), event_rows=self._outbox(change))
+        await self.transact(operations, verify=self._gone(entity), event_rows=self._outbox(change, current))
 
     async def changes(
         self, tenant: str, after: str | None, limit: int, settle: float
@@ -624,7 +630,13 @@ def _transaction_failure(
     return StoreUnavailable()
 
 
-def _resource_entity(partition: str, stored: StoredResource, summary: dict[str, str]) -> dict[str, Any]:
+def _last_event(events: Sequence[Outbox]) -> str:
+    return events[-1].position if events else ""
+
+
+def _resource_entity(partition: str, stored: StoredResource, summary: dict[str, str], event: str) -> dict[str, Any]:
+    """The resource row; ``event`` is the position of its last change-feed event, kept so that the next one is
+    stamped after it (:func:`scim.store.outbox.next_position`)."""
     document = json.dumps(stored.document, ensure_ascii=False, separators=(",", ":"))
     if len(document) > MAX_DOCUMENT_CHARS:
         raise ResourceTooLarge()
@@ -636,6 +648,8 @@ def _resource_entity(partition: str, stored: StoredResource, summary: dict[str, 
         "lastModified": stored.last_modified,
     }
     entity.update({name: value[:1024] for name, value in summary.items()})
+    if event:
+        entity["event"] = event
     return entity
 
 
@@ -662,11 +676,12 @@ def _stored(entity: dict[str, Any]) -> StoredResource:
         created=entity["created"],
         last_modified=entity["lastModified"],
         etag=entity.metadata["etag"],
+        event=entity.get("event", ""),
     )
 
 
-def _with_etag(stored: StoredResource, etag: str) -> StoredResource:
-    return StoredResource(stored.resource_id, stored.document, stored.created, stored.last_modified, etag)
+def _with_etag(stored: StoredResource, etag: str, event: str) -> StoredResource:
+    return StoredResource(stored.resource_id, stored.document, stored.created, stored.last_modified, etag, event)
 
 
 class MembershipStore:

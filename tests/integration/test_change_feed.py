@@ -8,17 +8,19 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from scim.dispatch import ScimEndpoint
 from scim.local import azurite
 from scim.settings import Settings
-from scim.store import keys
+from scim.store import keys, outbox
 from scim.store.tables import TableStore
 from tests.conftest import Client
 from tests.fault_proxy import FaultProxy
@@ -196,6 +198,32 @@ async def test_a_failed_write_records_nothing(client: Client):
     body = {"schemas": [GROUP], "displayName": "G", "members": [{"value": "f" * 32}]}
     assert (await client.call("POST", "Groups", body)).status == 400
     assert await events(client) == before
+
+
+async def test_a_change_is_stamped_after_one_an_instance_with_a_fast_clock_recorded(
+    client: Client, store: TableStore, monkeypatch: pytest.MonkeyPatch
+):
+    """Another instance, its clock 3 s ahead of ours, recorded the user's last change: our clock alone would stamp
+    the next change before it and a consumer ordering by position would undo the deactivation. (The process's
+    stamps are put back afterwards: later tests read the feed with no settle time.)"""
+    monkeypatch.setattr(outbox, "_last_stamp", outbox._last_stamp)
+    user = await client.create_user("fast@example.com")
+    partition = keys.partition_key(tenant_of(client), "User")
+    row_key = keys.resource_row_key(user["id"])
+    table = await store.table_client()
+    ahead = f"{int((time.time() + 3) * 1_000_000):016d}0badc0de"
+    await table.update_entity({"PartitionKey": partition, "RowKey": row_key, "event": ahead}, mode=UpdateMode.MERGE)
+    url = f"Users/{user['id']}"
+    assert (await client.call("PATCH", url, patch({"op": "replace", "path": "active", "value": False}))).status == 200
+    assert (await client.call("PATCH", url, patch({"op": "replace", "path": "title", "value": "x"}))).status == 200
+    rows = [
+        r async for r in store.range(partition, keys.EVENT_PREFIX, keys.prefix_upper_bound(keys.EVENT_PREFIX), None)
+    ]
+    positions = [row["RowKey"][len(keys.EVENT_PREFIX) :] for row in rows]
+    stamped_after = [position for position in positions if position > ahead]
+    assert [row["type"] for row in rows][-2:] == ["scim.user.deactivated", "scim.user.updated"]
+    assert len(stamped_after) == 2
+    assert (await store.point_read(partition, row_key))["event"] == positions[-1]
 
 
 async def test_feed_off_writes_no_event_rows_and_has_no_endpoint(store: TableStore):

@@ -4,6 +4,8 @@ import json
 import time
 from typing import cast
 
+import pytest
+
 from scim.changes import POSITION, ChangeRecorder, changed_attributes
 from scim.store import keys, outbox
 from scim.store.contract import Change, StoredResource
@@ -69,3 +71,12 @@ def test_an_update_names_changed_attributes_and_active_flips():
     assert recorder.updated("User", before, before) is None
     assert ChangeRecorder().created("User", after) is None
     assert changed_attributes({"a": 1}, {"b": 1}) == ["a", "b"]
+
+
+def test_a_position_comes_after_the_resource_s_previous_event_whatever_the_clock(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(outbox, "_last_stamp", outbox._last_stamp)  # later tests read feeds with no settle time
+    ahead = f"{int((time.time() + 5) * 1_000_000):016d}0badc0de"
+    position, stamped = outbox.next_position(ahead)
+    assert position > ahead and POSITION.fullmatch(position)
+    assert stamped <= time.time()  # the commit window counts from the real moment, not the position
+    assert outbox.next_position()[0] > position  # the process's own positions stay strictly increasing
