@@ -18,7 +18,10 @@ the faults stop, every pending request is re-sent until it succeeds, and the run
 - the change feed (on unless ``--no-feed``), followed through the faults by a reader of ``GET /scim/v2/Changes``
   and read to its end once the settle horizon has passed the last write, holds exactly the events Entra's belief
   implies: 0 missing, 0 invented, 0 out of order per resource, no event twice (bench/feed_check.py says how a
-  503'd request that may or may not have committed is judged without a false alarm).
+  503'd request that may or may not have committed is judged without a false alarm);
+- the change feed's queue (unless ``--no-queue``; Azurite's queue service behind a fault proxy of its own, on the
+  same schedule), consumed the whole time, delivers the same: 0 missing, 0 invented, 0 out of order per resource
+  (on first deliveries); an event delivered more than once is counted, not a violation (at least once).
 
 Entra also re-sends some changes that already succeeded (as it does when an answer is lost): they must answer 2xx
 and record nothing. It prints requests and failures by status, the fault schedule, and the verdict; the exit code is
@@ -46,6 +49,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.feed_check import Expected, Verdict, judge, unique  # noqa: E402
+from bench.queue_consumer import QueueConsumer, open_queue  # noqa: E402
 from scim.consistency import check  # noqa: E402
 from scim.local import azurite  # noqa: E402
 from scim.settings import DEFAULT_TENANT  # noqa: E402
@@ -65,6 +69,9 @@ FEED_PAGE = 1000
 FEED_POLL_SECONDS = 1.0
 SETTLE_MARGIN_SECONDS = 2.0
 """Waited beyond the settle horizon: the server may still be finishing a request its client has given up on."""
+QUEUE = "soak-changes"
+LATE_DUPLICATE_SECONDS = 2.0
+"""How long the queue is still consumed once every event has arrived, to count late duplicates."""
 FAULTS: list[tuple[str, Fault, float]] = [
     ("flaky 10%", Fault("flaky", probability=0.10, faults=("drop", "reset", "cut")), 8.0),
     ("outage (refused)", Fault("refuse"), 4.0),
@@ -370,18 +377,19 @@ def _change(entra: Entra, run: Run, users: int) -> None:
         run.submit(lambda: entra.check_membership(group, user), ("group", group), ("user", user))
 
 
-async def inject_faults(proxy: FaultProxy, stop: asyncio.Event, schedule: list[tuple[float, str]]) -> None:
-    """Cycle the proxy through :data:`FAULTS` until ``stop``; the switch itself blocks, so it runs in a thread."""
+async def inject_faults(proxies: list[FaultProxy], stop: asyncio.Event, schedule: list[tuple[float, str]]) -> None:
+    """Cycle the proxies (the storage account's services) through :data:`FAULTS` together until ``stop``; the
+    switch itself blocks, so it runs in a thread."""
     started = time.monotonic()
     while not stop.is_set():
         for name, fault, seconds in FAULTS:
             if stop.is_set():
                 break
-            await asyncio.to_thread(proxy.set_fault, fault)
+            await asyncio.gather(*(asyncio.to_thread(proxy.set_fault, fault) for proxy in proxies))
             schedule.append((time.monotonic() - started, name))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), seconds)
-    await asyncio.to_thread(proxy.heal)
+    await asyncio.gather(*(asyncio.to_thread(proxy.heal) for proxy in proxies))
 
 
 async def reconcile(entra: Entra, http: httpx.AsyncClient, versions: dict[str, str]) -> list[str]:
@@ -475,7 +483,33 @@ async def settle_and_judge(
     return {"verdict": verdict, "pages": reader.pages, "waited": wait, "expected": len(entra.tally.expected)}
 
 
-async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: FaultProxy) -> tuple[Entra, dict[str, Any]]:
+async def queue_verdict(
+    args: argparse.Namespace,
+    entra: Entra,
+    consumer: QueueConsumer,
+    stop: asyncio.Event,
+    polling: asyncio.Task[None],
+    feed_ids: set[str],
+    versions: dict[str, str],
+) -> dict[str, Any]:
+    """Consume until every event the pull feed holds has arrived (a kick that failed leaves its events to the
+    timer's sweep, once a minute), or ``--queue-wait`` passes; then judge first deliveries in arrival order."""
+    started = time.monotonic()
+    print(f"[queue] waiting up to {args.queue_wait:g} s for the {len(feed_ids)} events of the pull feed", flush=True)
+    await consumer.until(lambda: feed_ids <= consumer.first.keys(), args.queue_wait)
+    waited = time.monotonic() - started
+    await asyncio.sleep(LATE_DUPLICATE_SECONDS)
+    stop.set()
+    await polling
+    first, repeats = unique(delivery.event for delivery in consumer.deliveries)
+    verdict = judge(entra.tally.expected, first, versions)
+    verdict.duplicates = repeats
+    return {"verdict": verdict, "messages": consumer.messages, "waited": waited, "failed": consumer.failed_receives}
+
+
+async def soak(
+    args: argparse.Namespace, base_url: str, token: str, proxies: list[FaultProxy], queue_connection: str | None
+) -> tuple[Entra, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     client = {"base_url": base_url, "headers": headers, "timeout": 60, "trust_env": False}
@@ -484,9 +518,13 @@ async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: Fault
         run = Run(entra, args.concurrency)
         workers = [asyncio.create_task(run.worker()) for _ in range(args.concurrency)]
         stop, schedule = asyncio.Event(), []
-        faults = asyncio.create_task(inject_faults(proxy, stop, schedule))
+        faults = asyncio.create_task(inject_faults(proxies, stop, schedule))
         reader, stop_reading = FeedReader(entra, feed_http), asyncio.Event()
         follower = asyncio.create_task(reader.follow(stop_reading)) if args.feed else None
+        consumer, stop_consuming = None, asyncio.Event()
+        if queue_connection is not None:
+            consumer = QueueConsumer(await open_queue(queue_connection, QUEUE))
+            polling = asyncio.create_task(consumer.poll(stop_consuming))
         started = time.monotonic()
         for index in range(args.users):
             run.submit(lambda index=index: entra.provision_user(index), ("user", index))
@@ -505,20 +543,28 @@ async def soak(args: argparse.Namespace, base_url: str, token: str, proxy: Fault
             worker.cancel()
         versions: dict[str, str] = {}
         problems = await reconcile(entra, http, versions) if drained else ["pending requests never succeeded"]
-        feed = None
+        feed = queued = None
         if follower is not None:
             if drained:
                 feed = await settle_and_judge(args, entra, reader, stop_reading, follower, versions)
             else:
                 follower.cancel()
+        if consumer is not None:
+            if feed is not None:
+                feed_ids = {event["id"] for event in reader.events}
+                queued = await queue_verdict(args, entra, consumer, stop_consuming, polling, feed_ids, versions)
+            else:
+                polling.cancel()
+            await consumer.queue.close()
     summary = {
         "seconds": faulted_seconds,
         "schedule": schedule,
         "drained": drained,
         "problems": problems,
-        "connections": proxy.connections,
-        "faulted": proxy.faulted,
+        "connections": [proxy.connections for proxy in proxies],
+        "faulted": [proxy.faulted for proxy in proxies],
         "feed": feed,
+        "queue": queued,
     }
     return entra, summary
 
@@ -540,7 +586,12 @@ def report(args: argparse.Namespace, entra: Entra, summary: dict[str, Any], find
         f"workload: {args.users} users, {args.groups} groups, concurrency {args.concurrency}, seed {args.seed}, "
         f"change feed {'on' if args.feed else 'off'}"
     )
-    connections = f"proxy connections {summary['connections']}, faulted {summary['faulted']}"
+    services = ("tables", "queue")
+    connections = ", ".join(
+        f"{service} {opened} (faulted {faulted})"
+        for service, opened, faulted in zip(services, summary["connections"], summary["faulted"], strict=False)
+    )
+    connections = f"connections through the fault proxies: {connections}"
     print(f"faults for {summary['seconds']:.0f} s; {connections}")
     print("  schedule: " + ", ".join(f"{at:.0f}s {name}" for at, name in summary["schedule"][:12]) + " …")
     print(f"requests: {tally.requests}, re-sent operations: {tally.resent}")
@@ -562,7 +613,8 @@ def report(args: argparse.Namespace, entra: Entra, summary: dict[str, Any], find
     for line in findings[:20]:
         print(f"  {line}")
     feed_clean = report_feed(args, entra, summary["feed"])
-    clean = not tally.violations and not summary["problems"] and not findings and feed_clean
+    queue_clean = report_queue(args, summary["queue"], summary["feed"] is not None)
+    clean = not tally.violations and not summary["problems"] and not findings and feed_clean and queue_clean
     print("verdict: " + ("CLEAN" if clean else "NOT CLEAN"))
     return 0 if clean else 1
 
@@ -582,9 +634,32 @@ def report_feed(args: argparse.Namespace, entra: Entra, feed: dict[str, Any] | N
         f"{feed['pages']} pages; Entra's belief implies {feed['expected']}; "
         f"{entra.tally.duplicates_sent} changes re-sent after success (no event expected)"
     )
+    print_verdict(verdict, "delivered twice")
+    return verdict.clean(duplicates_allowed=False)
+
+
+def report_queue(args: argparse.Namespace, queued: dict[str, Any] | None, judged_feed: bool) -> bool:
+    """Print the queue's verdict; True when it is clean (or the queue was not asked for)."""
+    if not (args.feed and args.queue):
+        print("queue: off (--no-queue)" if args.feed else "queue: off (no feed)")
+        return True
+    if queued is None:
+        print("queue: not judged, " + ("operations were still pending" if not judged_feed else "no pull feed"))
+        return False
+    verdict: Verdict = queued["verdict"]
+    print(
+        f"queue ({QUEUE} on Azurite, its storage behind the same fault schedule; consumed the whole time, then "
+        f"{queued['waited']:.0f} s after the pull feed was read): {verdict.events} distinct events in "
+        f"{queued['messages']} messages ({queued['failed']} failed receives)"
+    )
+    print_verdict(verdict, "delivered more than once (allowed: at least once)")
+    return verdict.clean(duplicates_allowed=True)
+
+
+def print_verdict(verdict: Verdict, repeats: str) -> None:
     print(
         f"  per resource vs Entra's belief: missing {len(verdict.missing)}, invented {len(verdict.invented)}, "
-        f"out of order {len(verdict.out_of_order)}; delivered twice {verdict.duplicates}; "
+        f"out of order {len(verdict.out_of_order)}; {repeats} {verdict.duplicates}; "
         f"users whose last event is not the version held {len(verdict.stale)}"
     )
     for name, lines in (
@@ -595,7 +670,6 @@ def report_feed(args: argparse.Namespace, entra: Entra, feed: dict[str, Any] | N
     ):
         for line in lines[:10]:
             print(f"  {name}: {line}")
-    return verdict.clean(duplicates_allowed=False)
 
 
 def parse_args() -> argparse.Namespace:
@@ -610,31 +684,40 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=int, default=60, help="SCIM_CHANGE_FEED_SETTLE_SECONDS for the server (at least 60)"
     )
+    parser.add_argument("--no-queue", dest="queue", action="store_false", help="the pull feed only, no publisher")
+    parser.add_argument(
+        "--queue-wait", type=float, default=150, help="seconds to wait for the queue to catch up with the pull feed"
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
     RESULTS_DIR.mkdir(exist_ok=True)
-    azurite_port = azurite.free_port()
-    storage = azurite.start(azurite_port)
+    azurite_port, queue_port = azurite.free_port(), azurite.free_port()
+    storage, queues = azurite.start(azurite_port), azurite.start_queue(queue_port)
     prefix = f"soak{secrets.token_hex(4)}"
     try:
-        with FaultProxy(azurite_port) as proxy:
+        with FaultProxy(azurite_port) as proxy, FaultProxy(queue_port) as queue_proxy:
             server = LocalServer(
-                azurite.connection_string(proxy.port), prefix, (RESULTS_DIR / "soak-server.log").open("wb")
+                azurite.connection_string(proxy.port, queue_port=queue_proxy.port),
+                prefix,
+                (RESULTS_DIR / "soak-server.log").open("wb"),
             )
-            if args.feed:
-                server.env["SCIM_CHANGE_FEED"] = "on"
-                server.env["SCIM_CHANGE_FEED_SETTLE_SECONDS"] = str(args.settle)
+            server.env["SCIM_CHANGE_FEED"] = "on" if args.feed else "off"
+            server.env["SCIM_CHANGE_FEED_SETTLE_SECONDS"] = str(args.settle)
+            server.env["SCIM_CHANGE_FEED_QUEUE"] = QUEUE if args.queue else "off"
+            direct = azurite.connection_string(azurite_port, queue_port=queue_port)
             try:
                 server.start()
-                entra, summary = asyncio.run(soak(args, server.base_url, server.token, proxy))
+                consumed = direct if args.feed and args.queue else None
+                entra, summary = asyncio.run(soak(args, server.base_url, server.token, [proxy, queue_proxy], consumed))
             finally:
                 server.close()
         findings = asyncio.run(invariants(azurite.connection_string(azurite_port), prefix))
         return report(args, entra, summary, findings)
     finally:
+        azurite.stop(queues)
         azurite.stop(storage)
 
 
