@@ -14,10 +14,12 @@ bench/fairness.py). Three rules keep each tenant its share:
   instance; its other heavy requests wait for it, not the other tenants. A request that waited
   :data:`ADMISSION_WAIT_SECONDS` without having written anything is answered 429 with ``Retry-After`` (Entra
   retries 429); one that has written keeps waiting, so that it never fails half done.
-- **Storage calls.** A heavy request's storage calls share :data:`HEAVY_STORAGE_CALLS_PER_TENANT` slots per tenant,
-  and each answer waits for a turn before it is decoded (:func:`answer_turn`): decoding costs CPU (a 200-user page
-  reads 200 users' groups), and a hundred answers landing together would hold the loop for a hundred milliseconds;
-  on a shared storage account, the calls would also queue ahead of every other tenant's.
+- **Storage calls.** A tenant's calls hold at most :data:`STORAGE_CALLS_PER_TENANT` of the instance's storage
+  connections, so another tenant's call never queues for one behind them. A heavy request's calls share
+  :data:`HEAVY_STORAGE_CALLS_PER_TENANT` slots per tenant, and each answer waits for a turn before it is decoded
+  (:func:`answer_turn`): decoding costs CPU (a 200-user page reads 200 users' groups), and a hundred answers landing
+  together would hold the loop for a hundred milliseconds; on a shared storage account, the calls would also queue
+  ahead of every other tenant's.
 """
 
 import asyncio
@@ -41,6 +43,10 @@ and its re-send after a timeout (a read per edge before deleting), make about 10
 over 1,000, and their answers are as much CPU as a page."""
 HEAVY_REQUESTS_PER_TENANT = 1
 """Heavy requests one tenant runs at once on an instance: Entra never sends two pages or scans at once for a job."""
+STORAGE_CALLS_PER_TENANT = 192
+"""Storage calls one tenant has in flight on an instance, light requests or heavy, out of the process's 256
+connections (scim/store/tables.py): four 1,000-member PATCHes of one tenant (128 calls each) took every connection,
+and another tenant's lookup queued for one behind hundreds of calls. Entra's 100-member PATCH needs 101 at once."""
 HEAVY_STORAGE_CALLS_PER_TENANT = 16
 """Storage calls of one tenant's heavy requests in flight together: enough to hide storage latency on a page of
 groups reads (200 reads in 13 rounds), few enough that their answers, decoded on the loop, stay a few milliseconds."""
@@ -55,6 +61,7 @@ class _Tenant:
     """One tenant's slots on one event loop."""
 
     heavy: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HEAVY_REQUESTS_PER_TENANT))
+    calls: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STORAGE_CALLS_PER_TENANT))
     storage: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HEAVY_STORAGE_CALLS_PER_TENANT))
 
 
@@ -218,9 +225,10 @@ async def answer_turn() -> None:
 
 @asynccontextmanager
 async def storage_call() -> AsyncIterator[None]:
-    """One storage call's slot: free for light requests (a 100-member PATCH reads 101 rows at once, in one round
-    trip), one of the tenant's few for a heavy one. Counting calls here is what makes a request heavy that takes no
-    turns (a 1,000-member PATCH: 1,000 reads, then 20 transactions)."""
+    """One storage call's slot: one of the tenant's :data:`STORAGE_CALLS_PER_TENANT` for a light request (a
+    100-member PATCH reads 101 rows at once, in one round trip), and also one of its few for a heavy one. Counting
+    calls here is what makes a request heavy that takes no turns (a 1,000-member PATCH: 1,000 reads, then 20
+    transactions)."""
     share = _REQUEST.get()
     if share is None:
         yield
@@ -228,8 +236,10 @@ async def storage_call() -> AsyncIterator[None]:
     share.storage_calls += 1
     if share.storage_calls > LIGHT_STORAGE_CALLS and not share.heavy:
         await share.admit()
-    if not share.heavy:
-        yield
-        return
-    async with _shared().tenant(share.tenant).storage:
-        yield
+    tenant = _shared().tenant(share.tenant)
+    async with tenant.calls:
+        if not share.heavy:
+            yield
+            return
+        async with tenant.storage:
+            yield

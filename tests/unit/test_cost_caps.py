@@ -208,3 +208,26 @@ async def test_a_request_becomes_heavy_after_its_light_turns_and_waits_for_its_t
     release.set()
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     assert progress["second"] == cpu_share.LIGHT_TURNS + 5
+
+
+async def test_a_tenants_storage_calls_hold_at_most_their_share_of_the_connections():
+    """A tenant with STORAGE_CALLS_PER_TENANT calls in flight waits for one of them before the next; another
+    tenant's call goes straight out."""
+    busy, other = f"busy-{secrets.token_hex(4)}", f"other-{secrets.token_hex(4)}"
+    answer = asyncio.Event()
+    started: list[str] = []
+
+    async def call(tenant: str, name: str, wait: bool = True) -> None:
+        async with cpu_share.request(tenant, lambda: False), cpu_share.storage_call():
+            started.append(name)
+            if wait:
+                await answer.wait()
+
+    held = [asyncio.create_task(call(busy, "held")) for _ in range(cpu_share.STORAGE_CALLS_PER_TENANT)]
+    extra = asyncio.create_task(call(busy, "extra"))
+    await asyncio.wait_for(call(other, "other", wait=False), 5)
+    assert started.count("held") == cpu_share.STORAGE_CALLS_PER_TENANT
+    assert "extra" not in started
+    answer.set()
+    await asyncio.wait_for(asyncio.gather(*held, extra), 5)
+    assert started[-1] == "extra"
