@@ -118,3 +118,18 @@ def test_queue_settings():
     settings = Settings(storage_connection_string=None, storage_table_uri=table, change_feed=True)
     assert settings.queue_uri == "https://acct.queue.core.windows.net" and settings.publishes_changes
     assert not Settings(None, table, change_feed=True, change_feed_queue="").publishes_changes
+
+
+def test_retention_and_delay_settings_are_numbers(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SCIM_BEARER_TOKENS", "a-token-of-sixteen-characters")
+    monkeypatch.setenv("SCIM_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("SCIM_CHANGE_FEED_RETENTION_DAYS", "30")
+    monkeypatch.setenv("SCIM_CHANGE_FEED_PUBLISH_DELAY_SECONDS", "0.5")
+    settings = Settings.from_environment()
+    assert (settings.change_feed_retention_days, settings.change_feed_publish_delay_seconds) == (30.0, 0.5)
+    assert settings.change_feed_queue == "scim-changes"
+    for name, bad in (("SCIM_CHANGE_FEED_RETENTION_DAYS", "-1"), ("SCIM_CHANGE_FEED_PUBLISH_DELAY_SECONDS", "soon")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_environment()
+        monkeypatch.delenv(name)
