@@ -114,13 +114,21 @@ class Publisher:
 
     async def _pass(self, tenant: str) -> PassReport:
         report = PassReport(tenant)
-        state = await self._take_lease(tenant)
-        if state is None:
-            report.busy = True
-            return report
         started = self._clock()
         own_bound, foreign_bound = _stamp(started), _stamp(started - FOREIGN_HOLD_SECONDS)
         settled = outbox.horizon(outbox.MIN_SETTLE_SECONDS, started)
+        state = await publishing.read_state(self.store, tenant)
+        if self._held_by_another(state):
+            report.busy = True
+            return report
+        rows, complete_to = await publishing.pending(self.store, tenant, state.cursor, CHUNK_ROWS)
+        if complete_to is None and all(row.published and row.position > settled for row in rows):
+            report.cursor = state.cursor  # nothing to send and no row to leave behind: an idle tenant costs no write
+            return report
+        state = await publishing.write_state(self.store, self._leased(state, state.cursor))
+        if state is None:
+            report.busy = True
+            return report
         scan_from, complete_to = state.cursor, None
         try:
             while True:
@@ -141,11 +149,8 @@ class Publisher:
             raise
         return report
 
-    async def _take_lease(self, tenant: str) -> PublisherState | None:
-        state = await publishing.read_state(self.store, tenant)
-        if state.owner not in ("", self.owner) and state.lease_until > self._clock():
-            return None
-        return await publishing.write_state(self.store, self._leased(state, state.cursor))
+    def _held_by_another(self, state: PublisherState) -> bool:
+        return state.owner not in ("", self.owner) and state.lease_until > self._clock()
 
     def _leased(self, state: PublisherState, cursor: str) -> PublisherState:
         return PublisherState(state.tenant, cursor, self.owner, self._clock() + LEASE_SECONDS, state.etag)

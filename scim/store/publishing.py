@@ -44,15 +44,17 @@ class PublisherState:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One outbox row: where it lives, whether it was sent, and the change it records."""
+    """One outbox row: where it lives, whether it was sent, and (read only when it is to be sent: most rows a pass
+    reads were sent before) the change it records."""
 
     partition: str
-    change: RecordedChange
+    position: str
     published: bool
+    entity: dict[str, Any]
 
     @property
-    def position(self) -> str:
-        return self.change.position
+    def change(self) -> RecordedChange:
+        return outbox.recorded(self.entity)
 
 
 def scan_start(cursor: str) -> str:
@@ -111,7 +113,8 @@ async def pending(store: TableStore, tenant: str, cursor: str, limit: int) -> tu
         partition = keys.partition_key(tenant, resource_type)
         rows: list[EventRow] = []
         async for entity in store.range(partition, low, high, None, min(limit, 1000)):
-            rows.append(EventRow(partition, outbox.recorded(entity), bool(entity.get(PUBLISHED))))
+            position = entity["RowKey"][len(keys.EVENT_PREFIX) :]
+            rows.append(EventRow(partition, position, bool(entity.get(PUBLISHED)), entity))
             if len(rows) >= limit:
                 return rows, rows[-1].position
         return rows, None

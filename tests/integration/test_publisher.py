@@ -501,3 +501,15 @@ async def test_check_reports_a_publisher_that_left_an_event_unsent(store: TableS
     assert [(f.kind, f.repaired) for f in report.findings] == [(STUCK_PUBLISHER, False)]
     await Publisher(store, event_queue).publish(tenant)
     assert (await check(store, [tenant], stuck_minutes=0)).findings == []
+
+
+async def test_a_pass_with_nothing_to_send_writes_nothing(store: TableStore, event_queue: EventQueue):
+    """An idle tenant costs the sweep reads only: the state row is not rewritten while nothing is to be sent."""
+    client = writer(store)
+    tenant = tenant_of(client)
+    await client.create_user("idle@example.com")
+    publisher = Publisher(store, event_queue)
+    assert (await publisher.publish(tenant)).sent == 1
+    before = await publishing.read_state(store, tenant)
+    assert (await publisher.publish(tenant)).sent == 0
+    assert (await publishing.read_state(store, tenant)).etag == before.etag

@@ -13,7 +13,6 @@ from scim import change_messages
 from scim.publisher import FOREIGN_HOLD_SECONDS, _cursor, _sendable, _stamp
 from scim.settings import ConfigurationError, Settings, parse_queue_name
 from scim.store import outbox
-from scim.store.contract import RecordedChange
 from scim.store.publishing import EventRow, scan_start
 
 
@@ -72,7 +71,7 @@ def test_packing_keeps_every_event_once_in_order_within_the_limit(sizes: list[in
 
 def row(micros: int, tag: str, published: bool = False) -> EventRow:
     position = f"{micros:016d}{tag}"
-    return EventRow("t:User", RecordedChange(position, "", "scim.user.created", "User", "u", {}), published)
+    return EventRow("t:User", position, published, {"RowKey": f"ev:{position}"})
 
 
 def test_a_pass_sends_the_prefix_stamped_before_it_began():
