@@ -254,8 +254,11 @@ async def stuck(store: TableStore, tenant: str, minutes: float, now: float | Non
     """Why the tenant's publisher looks stuck, or None: its oldest unsent event is more than ``minutes`` old (kicks
     send within seconds and the sweep within a minute, so an older one means passes keep failing or never run)."""
     state = await publishing.read_state(store, tenant)
-    rows, _ = await publishing.pending(store, tenant, state.cursor, CHUNK_ROWS)
-    oldest = next((row for row in rows if not row.published), None)
+    scan_from: str | None = state.cursor
+    oldest = None
+    while oldest is None and scan_from is not None:
+        rows, scan_from = await publishing.pending(store, tenant, scan_from, CHUNK_ROWS)
+        oldest = next((row for row in rows if not row.published), None)
     if oldest is None:
         return None
     age = ((time.time() if now is None else now) - int(oldest.position[:16]) / 1_000_000) / 60
