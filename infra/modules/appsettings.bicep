@@ -54,5 +54,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCIM_CHANGE_FEED: scimChangeFeed ? 'on' : 'off'
     SCIM_CHANGE_FEED_QUEUE: changeFeedQueueName
     SCIM_STORAGE_QUEUE_URI: queueEndpoint
+    // The change feed's timer (function_app.py) fires every minute; with the feed off it would only wake the app.
+    'AzureWebJobs.change_feed_sweep.Disabled': scimChangeFeed ? 'false' : 'true'
   }
 }

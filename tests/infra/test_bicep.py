@@ -1292,3 +1292,13 @@ def test_checkov() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "Parsing errors" not in output and "parsing error" not in output.lower(), output[-6000:]
+
+
+def test_the_setting_that_disables_the_timer_names_the_timer_function() -> None:
+    """With the change feed off, the sweep's timer is disabled by an app setting named after the function: a rename
+    in function_app.py must not leave the timer waking the app every minute."""
+    settings = (INFRA_DIR / "modules" / "appsettings.bicep").read_text()
+    disabled = re.findall(r"'AzureWebJobs\.(\w+)\.Disabled'", settings)
+    app = (REPO_ROOT / "function_app.py").read_text()
+    timers = re.findall(r"@app\.timer_trigger\([^)]*\)\s*\nasync def (\w+)", app)
+    assert disabled == timers == ["change_feed_sweep"]
