@@ -129,16 +129,14 @@ class Publisher:
         if state is None:
             report.busy = True
             return report
-        scan_from, complete_to = state.cursor, None
         try:
-            while True:
-                rows, complete_to = await publishing.pending(self.store, tenant, scan_from, CHUNK_ROWS)
+            while True:  # the rows read before the lease are the first chunk: read after T0, they may be sent
                 ready, report.held = _sendable([row for row in rows if not row.published], own_bound, foreign_bound)
                 state = await self._send(state, ready, report)
                 if report.held or complete_to is None:
                     break
-                scan_from = complete_to
                 state = await self._write(state, self._leased(state, _cursor(state.cursor, settled, complete_to)))
+                rows, complete_to = await publishing.pending(self.store, tenant, complete_to, CHUNK_ROWS)
             report.cursor = _cursor(state.cursor, settled, complete_to)
             await publishing.write_state(self.store, PublisherState(tenant, report.cursor, etag=state.etag))
         except LeaseLost:
