@@ -112,7 +112,7 @@ async def pending(store: TableStore, tenant: str, cursor: str, limit: int) -> tu
     async def first_rows(resource_type: str) -> tuple[list[EventRow], str | None]:
         partition = keys.partition_key(tenant, resource_type)
         rows: list[EventRow] = []
-        async for entity in store.range(partition, low, high, None, min(limit, 1000)):
+        async for entity in store.range(partition, low, high, None):  # the store's pages: one turn each
             position = entity["RowKey"][len(keys.EVENT_PREFIX) :]
             rows.append(EventRow(partition, position, bool(entity.get(PUBLISHED)), entity))
             if len(rows) >= limit:
@@ -169,7 +169,7 @@ async def delete_before(store: TableStore, tenant: str, position: str, most: int
     async def expire(resource_type: str) -> int:
         partition = keys.partition_key(tenant, resource_type)
         row_keys: list[str] = []
-        async for entity in store.range(partition, keys.EVENT_PREFIX, upper, ["RowKey"], min(most, 1000)):
+        async for entity in store.range(partition, keys.EVENT_PREFIX, upper, ["RowKey"]):
             row_keys.append(entity["RowKey"])
             if len(row_keys) >= most:
                 break
