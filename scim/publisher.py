@@ -13,11 +13,12 @@ A pass (:meth:`Publisher.publish`), for one tenant:
    before ``T0`` or never will, so all of them were read and sent, and release the lease.
 
 Why step 3 keeps each resource's order: writes of one resource are conditional on the version they read, so an
-event's predecessors on its resource committed before it was stamped. An event stamped before ``T0`` therefore has
-all its predecessors visible to the pass, which sends them first (the prefix stops at the first row it may not
-send yet). Why nothing is missed: step 4 (a row is skipped only when marked, marked only after it was sent, and the
-cursor passes only rows that were sent or never commit). Nothing is invented: only rows that committed are read.
-A crash after a send and before its mark sends those events again on the next pass: at least once, and the
+event's predecessors on its resource committed before it was stamped. An event whose position is before ``T0`` was
+stamped before ``T0`` (a position is never earlier than its stamp), so all its predecessors are visible to the
+pass, which sends them first (the prefix stops at the first row it may not send yet). Why nothing is missed: step 4
+(a row is skipped only when marked, marked only after it was sent, and the cursor passes only rows that were sent or
+never commit). Nothing is invented: only rows that committed are read. A crash after a send and before its mark
+sends those events again on the next pass: at least once, and the
 consumer de-duplicates by event id (= position).
 
 Passes are started right after a write that recorded an event (:meth:`Publisher.kick`, from the dispatcher, after
