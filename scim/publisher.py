@@ -18,8 +18,7 @@ stamped before ``T0`` (a position is never earlier than its stamp), so all its p
 pass, which sends them first (the prefix stops at the first row it may not send yet). Why nothing is missed: step 4
 (a row is skipped only when marked, marked only after it was sent, and the cursor passes only rows that were sent or
 never commit). Nothing is invented: only rows that committed are read. A crash after a send and before its mark
-sends those events again on the next pass: at least once, and the
-consumer de-duplicates by event id (= position).
+sends those events again on the next pass: at least once, and the consumer de-duplicates by event id (= position).
 
 Passes are started right after a write that recorded an event (:meth:`Publisher.kick`, from the dispatcher, after
 the answer is built and never failing it) and by the timer sweep (:meth:`Publisher.sweep`), which also deletes rows
