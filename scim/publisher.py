@@ -201,6 +201,8 @@ class Publisher:
                 await asyncio.sleep(FOREIGN_HOLD_SECONDS)
             elif tenant not in self._again:
                 return
+            else:  # writes came in during the pass: gather more of them into the next (each pass re-reads a window)
+                await asyncio.sleep(self.delay)
 
     async def close(self) -> None:
         """Stop kicked passes (their events stay in the outbox for the sweep) and close the queue's session."""
