@@ -451,7 +451,7 @@ async def test_the_feed_adds_no_sequential_round_trip(azurite_connection_string:
                 ("PUT", f"Users/{pool[1]}", {"schemas": [USER], "userName": "pool1@example.com", "title": "x"}),
                 ("POST", "Groups", {"schemas": [GROUP], "displayName": "Big", "members": members}, FAN_OUT_DELAY),
                 ("PATCH", f"Groups/{groups[0]}", patch(add), FAN_OUT_DELAY),
-                ("PATCH", f"Groups/{groups[0]}", patch(remove)),
+                ("PATCH", f"Groups/{groups[0]}", patch(remove), FAN_OUT_DELAY),
                 ("DELETE", f"Users/{leaver}", None),
             ]
             found[on] = [await round_trips(traffic, client, *step) for step in steps]
