@@ -132,28 +132,14 @@ async def mark_published(store: TableStore, rows: Sequence[EventRow], when: str)
     already gone (deleted by retention) is left out: marking is only a hint to skip it."""
     table = await store.table_client()
 
-    async def mark(batch: list[str], partition: str) -> None:
-        while batch:
-            operations = [
-                ("update", {"PartitionKey": partition, "RowKey": key, PUBLISHED: when}, {"mode": UpdateMode.MERGE})
-                for key in batch
-            ]
-            try:
-                await _attempts(lambda operations=operations: table.submit_transaction(operations))
-                return
-            except TableTransactionError as exc:
-                failed = getattr(exc, "index", 0) or 0
-                if exc.status_code != 404 or not 0 <= failed < len(batch):
-                    raise StoreUnavailable() from exc
-                batch = batch[:failed] + batch[failed + 1 :]
-            except AzureError as exc:
-                raise StoreUnavailable() from exc
+    def mark(key: str, partition: str) -> tuple[Any, ...]:
+        return ("update", {"PartitionKey": partition, "RowKey": key, PUBLISHED: when}, {"mode": UpdateMode.MERGE})
 
     by_partition: dict[str, list[str]] = {}
     for row in rows:
         by_partition.setdefault(row.partition, []).append(keys.event_row_key(row.position))
     work = [
-        mark(row_keys[i : i + MAX_TRANSACTION_OPERATIONS], partition)
+        _submit_present(table, partition, row_keys[i : i + MAX_TRANSACTION_OPERATIONS], mark)
         for partition, row_keys in by_partition.items()
         for i in range(0, len(row_keys), MAX_TRANSACTION_OPERATIONS)
     ]
@@ -174,16 +160,23 @@ async def delete_before(store: TableStore, tenant: str, position: str, most: int
             if len(row_keys) >= most:
                 break
         for i in range(0, len(row_keys), MAX_TRANSACTION_OPERATIONS):
-            await _delete_rows(table, partition, row_keys[i : i + MAX_TRANSACTION_OPERATIONS])
+            await _submit_present(table, partition, row_keys[i : i + MAX_TRANSACTION_OPERATIONS], _delete)
         return len(row_keys)
 
     return sum(await asyncio.gather(*(expire(resource_type) for resource_type in outbox.FEED_TYPES)))
 
 
-async def _delete_rows(table: Any, partition: str, row_keys: list[str]) -> None:
-    """Delete rows, leaving out any already gone (another sweep got there first)."""
+def _delete(key: str, partition: str) -> tuple[Any, ...]:
+    return ("delete", {"PartitionKey": partition, "RowKey": key})
+
+
+async def _submit_present(
+    table: Any, partition: str, row_keys: list[str], operation: Callable[[str, str], tuple[Any, ...]]
+) -> None:
+    """One transaction of ``operation`` on each row, leaving out any row already gone (another sweep or retention
+    got there first: a transaction fails whole on its first missing row, which it names)."""
     while row_keys:
-        operations = [("delete", {"PartitionKey": partition, "RowKey": key}) for key in row_keys]
+        operations = [operation(key, partition) for key in row_keys]
         try:
             await _attempts(lambda operations=operations: table.submit_transaction(operations))
             return
