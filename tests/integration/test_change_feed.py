@@ -21,6 +21,7 @@ from scim.dispatch import ScimEndpoint
 from scim.local import azurite
 from scim.settings import Settings
 from scim.store import keys, outbox
+from scim.store.event_queue import EventQueue
 from scim.store.tables import TableStore
 from tests.conftest import Client
 from tests.fault_proxy import FaultProxy
@@ -31,7 +32,15 @@ USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
-def feed_client(store: TableStore, tenant: str | None = None, snapshots: bool = False, on: bool = True) -> Client:
+def feed_client(
+    store: TableStore,
+    tenant: str | None = None,
+    snapshots: bool = False,
+    on: bool = True,
+    queue: EventQueue | None = None,
+    publish_delay: float = 0.0,
+) -> Client:
+    """A tenant of its own with the feed read at once (no settle time); with ``queue``, its publisher sends there."""
     tenant = tenant or f"t{secrets.token_hex(6)}"
     token = secrets.token_urlsafe(24)
     settings = Settings(
@@ -41,8 +50,9 @@ def feed_client(store: TableStore, tenant: str | None = None, snapshots: bool = 
         change_feed=on,
         change_feed_snapshots=snapshots,
         change_feed_settle_seconds=0.0,
+        change_feed_publish_delay_seconds=publish_delay,
     )
-    return Client(ScimEndpoint(settings, store), token)
+    return Client(ScimEndpoint(settings, store, queue), token)
 
 
 def tenant_of(client: Client) -> str:

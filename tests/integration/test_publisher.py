@@ -14,17 +14,15 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
 from scim import change_messages
-from scim.dispatch import ScimEndpoint
 from scim.local import azurite
 from scim.publisher import Publisher
-from scim.settings import Settings
 from scim.store import publishing
 from scim.store.contract import StoreUnavailable
 from scim.store.event_queue import API_VERSION, EventQueue
 from scim.store.tables import TableStore
 from tests.conftest import Client
 from tests.fault_proxy import FaultProxy
-from tests.integration.test_change_feed import GROUP, USER, events, patch
+from tests.integration.test_change_feed import GROUP, USER, events, feed_client, patch, tenant_of
 
 pytestmark = pytest.mark.azurite
 
@@ -51,22 +49,7 @@ async def event_queue(azurite_connection_string: str, queue_name: str) -> AsyncI
 def publishing_client(
     store: TableStore, queue: EventQueue, tenant: str | None = None, snapshots: bool = False, delay: float = 0.0
 ) -> Client:
-    tenant = tenant or f"t{secrets.token_hex(6)}"
-    token = secrets.token_urlsafe(24)
-    settings = Settings(
-        storage_connection_string="unused",
-        storage_table_uri=None,
-        bearer_tokens=((tenant, token),),
-        change_feed=True,
-        change_feed_snapshots=snapshots,
-        change_feed_settle_seconds=0.0,
-        change_feed_publish_delay_seconds=delay,
-    )
-    return Client(ScimEndpoint(settings, store, queue), token)
-
-
-def tenant_of(client: Client) -> str:
-    return client.endpoint.settings.bearer_tokens[0][0]
+    return feed_client(store, tenant, snapshots, queue=queue, publish_delay=delay)
 
 
 async def bodies(connection_string: str, name: str) -> list[str]:
