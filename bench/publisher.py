@@ -8,10 +8,10 @@ per second the publisher moves.
    the whole time (receive, decode, delete) and notes when each event arrived. Each event is matched to the answer
    of the write that recorded it, by what the answer said (the version for a user write, the member id for a member
    PATCH: bench/feed_check.py), and its delay is arrival - answer, both on this process's clock.
-2. **Throughput** (the publisher alone): a backlog of ``--backlog`` sequences is written in process with no queue
-   (``SCIM_CHANGE_FEED_QUEUE=off``), then one publisher pass (``scim.publisher.Publisher.publish``, what a kick or
-   the timer sweep runs) moves it all to the queue: events/s, messages, events per message. The queue is then
-   drained and must hold every event.
+2. **Throughput** (the publisher alone): a backlog of ``--backlog`` sequences is written in process by an instance
+   with no publisher of its own (its events wait in their pending rows), then one publisher pass
+   (``scim.publisher.Publisher.publish``, what a kick or the timer sweep runs) moves it all to the queue:
+   events/s, messages, events per message. The queue is then drained and must hold every event.
 
     .venv/bin/python bench/publisher.py                        # 20 writes/s for 30 s; a 300-sequence backlog
     .venv/bin/python bench/publisher.py --rate 0 --seconds 20 --backlog 100
@@ -164,7 +164,7 @@ async def measure_throughput(args: argparse.Namespace, connection_string: str) -
         storage_table_uri=None,
         bearer_tokens=((tenant, token),),
         change_feed=True,
-        change_feed_queue="",
+        change_feed_queue=QUEUE,
     )
     scim = Client(ScimEndpoint(settings, store), token)
     group = (await scim.call("POST", "Groups", {"schemas": [GROUP], "displayName": "Backlog"})).document

@@ -20,15 +20,18 @@ _PATHS = {"User": "Users", "Group": "Groups"}
 class ChangeRecorder:
     """Decides each write's event; when the feed is off it records nothing, and writes stay as they were."""
 
-    def __init__(self, enabled: bool = False, snapshots: bool = False) -> None:
+    def __init__(self, enabled: bool = False, snapshots: bool = False, queued: bool = False) -> None:
         self.enabled = enabled
         self._snapshots = snapshots
+        self._queued = queued
+        """A queue publisher is configured: each event is also written as pending (:mod:`scim.store.outbox`)."""
 
     def created(self, resource_type: str, stored: StoredResource) -> Change | None:
         if not self.enabled:
             return None
         noun = resource_type.lower()
-        return Change(f"scim.{noun}.created", resource_type, stored.resource_id, self._data(resource_type, stored))
+        data = self._data(resource_type, stored)
+        return Change(f"scim.{noun}.created", resource_type, stored.resource_id, data, self._queued)
 
     def updated(self, resource_type: str, before: StoredResource, after: StoredResource) -> Change | None:
         """``scim.user.deactivated``/``reactivated`` when ``active`` flips, else ``<type>.updated``; None when no
@@ -47,12 +50,12 @@ class ChangeRecorder:
             elif was is False and now is not False:
                 kind = "reactivated"
         data = {**self._data(resource_type, after), "changedAttributes": changed}
-        return Change(f"scim.{noun}.{kind}", resource_type, after.resource_id, data)
+        return Change(f"scim.{noun}.{kind}", resource_type, after.resource_id, data, self._queued)
 
     def deleted(self, resource_type: str, current: StoredResource) -> Change | None:
         if not self.enabled:
             return None
-        return Change(f"scim.{resource_type.lower()}.deleted", resource_type, current.resource_id, {})
+        return Change(f"scim.{resource_type.lower()}.deleted", resource_type, current.resource_id, {}, self._queued)
 
     def _data(self, resource_type: str, stored: StoredResource) -> dict[str, Any]:
         """The resource's version after the change: ``meta.lastModified``, written in the same transaction (the

@@ -70,8 +70,9 @@ class ScimEndpoint:
         self._events = events if settings.change_feed else None
         """The change feed's queue (:mod:`scim.publisher`); None: no publisher in this process."""
         self._publisher: Publisher | None = None
-        members = MembershipStore(store, settings.change_feed)
-        changes = ChangeRecorder(settings.change_feed, settings.change_feed_snapshots)
+        queued = settings.publishes_changes  # whether or not this process runs the publisher: its events are sent
+        members = MembershipStore(store, settings.change_feed, queued)
+        changes = ChangeRecorder(settings.change_feed, settings.change_feed_snapshots, queued)
         declared = declarations.load(settings.schema_extensions)
         declarations.use(declared)
         indexed = indexes.parse(settings.indexed_attributes, declared)

@@ -1,28 +1,33 @@
-"""The change feed's queue publisher: moves a tenant's outbox rows to the Azure Storage Queue, at least once, each
+"""The change feed's queue publisher: moves a tenant's events to the Azure Storage Queue, at least once, each
 resource's events in position order, batched into messages (:mod:`scim.change_messages`).
 
-A pass (:meth:`Publisher.publish`), for one tenant:
+Every event still to send has a pending row (``pend:<position>``, a copy of its event row) written in the change's
+own transaction (:mod:`scim.store.outbox`). A pass (:meth:`Publisher.publish`), for one tenant:
 
-1. take the tenant's lease (its state row, changed only conditionally on its ETag): one publisher at a time sends
-   a tenant's events, so instances do not interleave their sends;
-2. note the time ``T0`` and read every event row after the cursor (the cursor trails the writes by the settle
-   window, so rows that committed late are read again), skipping rows marked ``published``;
+1. note the time ``T0``, read the tenant's state row, and read its pending rows (only those: a pass costs what it
+   sends, not the events it sent before);
+2. take the tenant's lease (the state row, changed only conditionally on the ETag read in step 1): one publisher at
+   a time sends a tenant's events, so instances do not interleave their sends;
 3. send, in position order, the prefix of those rows that were stamped before ``T0`` (before ``T0 - 5 s`` when
-   another process stamped them: clock skew), then mark them ``published``;
-4. move the cursor to ``T0 - MIN_SETTLE`` (:mod:`scim.store.outbox`): every event stamped before that committed
-   before ``T0`` or never will, so all of them were read and sent, and release the lease.
+   another process stamped them: clock skew), then delete their pending rows; release the lease.
 
 Why step 3 keeps each resource's order: writes of one resource are conditional on the version they read, so an
 event's predecessors on its resource committed before it was stamped. An event whose position is before ``T0`` was
-stamped before ``T0`` (a position is never earlier than its stamp), so all its predecessors are visible to the
-pass, which sends them first (the prefix stops at the first row it may not send yet). Why nothing is missed: step 4
-(a row is skipped only when marked, marked only after it was sent, and the cursor passes only rows that were sent or
-never commit). Nothing is invented: only rows that committed are read. A crash after a send and before its mark
-sends those events again on the next pass: at least once, and the consumer de-duplicates by event id (= position).
+stamped before ``T0`` (a position is never earlier than its stamp), so each of its predecessors committed before
+``T0``: either it was sent already (its pending row deleted after the send), or its pending row is visible to the
+pass, which sends it first (the prefix stops at the first row it may not send yet). An event that commits late
+(after a pass has sent later positions) is simply a pending row that a later pass finds: nothing is missed, since a
+pending row goes only after its event was accepted by the queue. Nothing is invented: only committed rows are read.
+A crash after a send and before the delete sends those events again on the next pass: at least once, and the
+consumer de-duplicates by event id (= position).
 
 Passes are started right after a write that recorded an event (:meth:`Publisher.kick`, from the dispatcher, after
-the answer is built and never failing it) and by the timer sweep (:meth:`Publisher.sweep`), which also deletes rows
-older than the retention once the cursor has passed them.
+the answer is built and never failing it) and by the timer sweep (:meth:`Publisher.sweep`), which also deletes event
+rows older than the retention once they were sent.
+
+Upgrading from the version before pending rows: its state row has no ``pendingRows``. The first pass that finds
+such a row gives the events after its cursor that were never marked ``published`` a pending row (under the lease,
+before sending), so they go in order with the rest (:func:`scim.store.publishing.legacy_unsent`).
 """
 
 import asyncio
@@ -32,8 +37,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 
 from scim import change_messages
 from scim.changes import cloud_event
@@ -72,7 +76,6 @@ class PassReport:
     held: int = 0
     """Rows read but left for the next pass (stamped too recently by another process, and the rows after them)."""
     busy: bool = False
-    cursor: str = ""
 
 
 @dataclass
@@ -121,37 +124,42 @@ class Publisher:
         if self._held_by_another(state):
             report.busy = True
             return report
-        rows, complete_to = await publishing.pending(self.store, tenant, state.cursor, CHUNK_ROWS)
-        if complete_to is None and all(row.published and row.position > settled for row in rows):
-            report.cursor = state.cursor  # nothing to send and no row to leave behind: an idle tenant costs no write
-            return report
-        state = await publishing.write_state(self.store, self._leased(state, state.cursor))
-        if state is None:
+        rows, complete_to = await publishing.pending(self.store, tenant, "", CHUNK_ROWS)
+        if not rows and not state.legacy:
+            return report  # nothing to send: an idle tenant costs reads only
+        leased = await publishing.write_state(self.store, self._leased(state))
+        if leased is None:
             report.busy = True
             return report
+        state = leased
         try:
+            if state.legacy:  # the first pass after an upgrade: the previous version's unsent events join the rest
+                unsent = await publishing.legacy_unsent(self.store, tenant, state.cursor)
+                await publishing.queue_legacy(self.store, unsent)
+                state = replace(state, legacy=False)
+                rows, complete_to = await publishing.pending(self.store, tenant, "", CHUNK_ROWS)
             while True:  # the rows read before the lease are the first chunk: read after T0, they may be sent
-                ready, report.held = _sendable([row for row in rows if not row.published], own_bound, foreign_bound)
+                ready, report.held = _sendable(rows, own_bound, foreign_bound)
                 state = await self._send(state, ready, report)
                 if report.held or complete_to is None:
                     break
-                state = await self._write(state, self._leased(state, _cursor(state.cursor, settled, complete_to)))
                 rows, complete_to = await publishing.pending(self.store, tenant, complete_to, CHUNK_ROWS)
-            report.cursor = _cursor(state.cursor, settled, complete_to)
-            await publishing.write_state(self.store, PublisherState(tenant, report.cursor, etag=state.etag))
+            cursor = max(state.cursor, settled)
+            await publishing.write_state(self.store, PublisherState(tenant, cursor, etag=state.etag))
         except LeaseLost:
             log.info("publisher: lease of %s lost mid-pass; its new holder goes on", tenant)
         except Exception:
             with contextlib.suppress(Exception):  # let the next publisher go on now, not when the lease lapses
-                await publishing.write_state(self.store, PublisherState(tenant, state.cursor, etag=state.etag))
+                released = PublisherState(tenant, state.cursor, etag=state.etag, legacy=state.legacy)
+                await publishing.write_state(self.store, released)
             raise
         return report
 
     def _held_by_another(self, state: PublisherState) -> bool:
         return state.owner not in ("", self.owner) and state.lease_until > self._clock()
 
-    def _leased(self, state: PublisherState, cursor: str) -> PublisherState:
-        return PublisherState(state.tenant, cursor, self.owner, self._clock() + LEASE_SECONDS, state.etag)
+    def _leased(self, state: PublisherState) -> PublisherState:
+        return replace(state, owner=self.owner, lease_until=self._clock() + LEASE_SECONDS)
 
     async def _write(self, state: PublisherState, new: PublisherState) -> PublisherState:
         written = await publishing.write_state(self.store, new)
@@ -160,17 +168,17 @@ class Publisher:
         return written
 
     async def _send(self, state: PublisherState, rows: list[EventRow], report: PassReport) -> PublisherState:
-        """Send ``rows`` in order, renewing the lease whenever it runs short, then mark them published."""
+        """Send ``rows`` in order, renewing the lease whenever it runs short, then delete their pending rows."""
         if not rows:
             return state
         events = [cloud_event(state.tenant, row.change) for row in rows]
         for message in change_messages.encode(events):
             if self._clock() > state.lease_until - LEASE_MARGIN_SECONDS:
-                state = await self._write(state, self._leased(state, state.cursor))
+                state = await self._write(state, self._leased(state))
             await self.queue.send(message)
             report.messages += 1
         report.sent += len(rows)
-        await publishing.mark_published(self.store, rows, _now_iso(self._clock()))
+        await publishing.sent(self.store, rows)
         return state
 
     def kick(self, tenant: str) -> None:
@@ -201,7 +209,7 @@ class Publisher:
                 await asyncio.sleep(FOREIGN_HOLD_SECONDS)
             elif tenant not in self._again:
                 return
-            else:  # writes came in during the pass: gather more of them into the next (each pass re-reads a window)
+            else:  # writes came in during the pass: gather more of them into the next
                 await asyncio.sleep(self.delay)
 
     async def close(self) -> None:
@@ -225,13 +233,10 @@ class Publisher:
         cutoff = outbox.horizon(self.retention_days * 86_400, self._clock())
         for tenant in sorted(known):
             try:
-                done = await self.publish(tenant)
-                report.passes.append(done)
-                if done.cursor:
-                    before = min(cutoff, done.cursor[:16])
-                    report.expired += await publishing.delete_before(
-                        self.store, tenant, before, RETENTION_ROWS_PER_SWEEP
-                    )
+                report.passes.append(await self.publish(tenant))
+                report.expired += await publishing.delete_sent_before(
+                    self.store, tenant, cutoff, RETENTION_ROWS_PER_SWEEP
+                )
             except Exception as exc:
                 log.warning("publisher: sweep of %s failed (%s)", tenant, type(exc).__name__)
                 report.failed.append(tenant)
@@ -251,19 +256,16 @@ async def expire(store: TableStore, tenants: Iterable[str], retention_days: floa
 
 
 async def stuck(store: TableStore, tenant: str, minutes: float, now: float | None = None) -> str | None:
-    """Why the tenant's publisher looks stuck, or None: its oldest unsent event is more than ``minutes`` old (kicks
-    send within seconds and the sweep within a minute, so an older one means passes keep failing or never run)."""
-    state = await publishing.read_state(store, tenant)
-    scan_from: str | None = state.cursor
-    oldest = None
-    while oldest is None and scan_from is not None:
-        rows, scan_from = await publishing.pending(store, tenant, scan_from, CHUNK_ROWS)
-        oldest = next((row for row in rows if not row.published), None)
+    """Why the tenant's publisher looks stuck, or None: its oldest unsent event (pending row) is more than
+    ``minutes`` old (kicks send within seconds and the sweep within a minute, so an older one means passes keep
+    failing or never run)."""
+    oldest = await publishing.oldest_pending(store, tenant)
     if oldest is None:
         return None
     age = ((time.time() if now is None else now) - int(oldest.position[:16]) / 1_000_000) / 60
     if age <= minutes:
         return None
+    state = await publishing.read_state(store, tenant)
     lease = f"; lease held by {state.owner}" if state.owner else ""
     return f"oldest unsent event {oldest.position} ({oldest.change.type}) is {age:.0f} minutes old{lease}"
 
@@ -278,15 +280,5 @@ def _sendable(rows: list[EventRow], own_bound: str, foreign_bound: str) -> tuple
     return rows, 0
 
 
-def _cursor(current: str, settled: str, complete_to: str | None) -> str:
-    """The furthest the cursor may go: to the settled horizon, not past what was read, never backwards."""
-    reach = settled if complete_to is None else min(settled, complete_to)
-    return max(current, reach)
-
-
 def _stamp(seconds: float) -> str:
     return f"{int(seconds * 1_000_000):016d}"
-
-
-def _now_iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

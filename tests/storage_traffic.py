@@ -42,6 +42,8 @@ class StorageCall:
     ended: float
     operations: int = 1
     """Rows an entity-group transaction (``batch``) carried: the operations embedded in its multipart body."""
+    rows: int = 0
+    """Rows a read returned: the entities in its JSON answer."""
 
     @property
     def kind(self) -> str:
@@ -147,7 +149,7 @@ class TrafficProxy:
                     return
                 started = time.monotonic()
                 self._in_flight += 1
-                status = 0  # a request sent whose answer never came (the storage side went away) is still a call
+                status = rows = 0  # a request sent whose answer never came (the storage side went away) is still a call
                 try:
                     if self.delay:
                         await asyncio.sleep(self.delay)
@@ -157,11 +159,13 @@ class TrafficProxy:
                     if response is None:
                         return
                     status = response.status
+                    rows = response.raw.count(b'"RowKey":') if request.method == "GET" else 0
                     writer.write(response.raw)
                     await writer.drain()
                 finally:
                     operations = len(_BATCH_OPERATION.findall(request.raw)) if "$batch" in request.target else 1
-                    call = StorageCall(request.method, request.target, status, started, time.monotonic(), operations)
+                    ended = time.monotonic()
+                    call = StorageCall(request.method, request.target, status, started, ended, operations, rows)
                     with self._lock:
                         self.calls.append(call)
                     self._in_flight -= 1

@@ -72,12 +72,14 @@ class Change:
     it as a row of the same entity-group transaction, so the change and its event commit together or not at all.
 
     ``data`` is the event's payload, decided by the service; for membership changes the store fills in the member
-    ids actually written, since only the store learns which rows were already there."""
+    ids actually written, since only the store learns which rows were already there. ``queued``: a queue publisher
+    is configured, so the event also gets its pending row (:mod:`scim.store.outbox`)."""
 
     type: str
     resource_type: str
     resource_id: str
     data: dict[str, Any]
+    queued: bool = False
 
 
 @dataclass(frozen=True)

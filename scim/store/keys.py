@@ -61,3 +61,12 @@ EVENT_PREFIX = "ev:"
 def event_row_key(position: str) -> str:
     """Change-feed rows sort by position inside each partition, so a reader resumes with one range read."""
     return f"{EVENT_PREFIX}{position}"
+
+
+PENDING_PREFIX = "pend:"
+
+
+def pending_row_key(position: str) -> str:
+    """The queue publisher's to-do list: an event that has yet to reach the queue has a row here beside its ``ev:``
+    row, so a publisher reads only what it has to send, never the events it sent before."""
+    return f"{PENDING_PREFIX}{position}"

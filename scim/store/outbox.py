@@ -23,6 +23,11 @@ whatever this instance's clock says (:func:`next_position`).
 
 No counter row is read or written: a counter would add a round trip to every SCIM request and serialise a tenant's
 writers on one row. The price is that the pull feed runs ``settle`` seconds behind the writes.
+
+Pending rows. Where a queue publisher is configured (:attr:`Change.queued`), the transaction also writes a copy of
+the event at ``pend:<position>``, and the ``ev:`` row says so (``queued``). The publisher reads only ``pend:`` rows
+and deletes each once its event is on the queue, so a pass costs what it sends, not the events of the last settle
+window (:mod:`scim.publisher`). The pending row commits with its change or not at all, like the event row.
 """
 
 import itertools
@@ -51,6 +56,8 @@ DEFAULT_SETTLE_SECONDS = 60.0
 FEED_TYPES = ("User", "Group", keys.MEMBERSHIP_TYPE)
 """The partitions holding a tenant's events: each event lives beside the rows of the change it records."""
 MAX_SNAPSHOT_CHARS = 30_000
+QUEUED = "queued"
+"""On an event row: it was written with a pending row, so the queue publisher sends it (or has)."""
 
 PROCESS_TAG = secrets.token_hex(4)
 """This process's part of every position it stamps; the publisher knows its own events by it (no clock skew)."""
@@ -101,12 +108,19 @@ class Outbox:
         if time.time() > self._stamped + self._commit_window:
             raise CommitWindowClosed()
 
-    def operation(self, partition: str, operations: Sequence[Any]) -> tuple[str, dict[str, Any]] | None:
+    @property
+    def rows(self) -> int:
+        """Operations this event adds to its transaction: the event row, and its pending row when queued."""
+        return 2 if self.change.queued else 1
+
+    def operations(self, partition: str, operations: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The event's inserts (none when a membership batch no longer writes any of its group's rows): the event
+        row first, so that a retry of an applied attempt fails on it, then the pending row, a copy."""
         data = dict(self.change.data)
         if "members" in data:
             data["members"] = _written_members(operations, self.change.resource_id)
             if not data["members"]:
-                return None
+                return []
         entity: dict[str, Any] = {
             "PartitionKey": partition,
             "RowKey": keys.event_row_key(self.position),
@@ -123,7 +137,10 @@ class Outbox:
             else:  # a property holds 64 KiB: the consumer is told to read the resource instead
                 data["snapshotOmitted"] = True
         entity["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return ("create", entity)
+        if not self.change.queued:
+            return [("create", entity)]
+        pending = {**entity, "RowKey": keys.pending_row_key(self.position)}
+        return [("create", {**entity, QUEUED: True}), ("create", pending)]
 
 
 def _timestamp(seconds: float) -> str:
@@ -145,7 +162,7 @@ def recorded(entity: dict[str, Any]) -> RecordedChange:
     if entity.get("snapshot"):
         data["snapshot"] = json.loads(entity["snapshot"])
     return RecordedChange(
-        position=entity["RowKey"][len(keys.EVENT_PREFIX) :],
+        position=entity["RowKey"].split(":", 1)[1],  # an event row or its pending copy
         time=entity["time"],
         type=entity["type"],
         resource_type=entity["resourceType"],

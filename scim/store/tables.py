@@ -523,8 +523,9 @@ class TableStore:
         (a member already present is refreshed, not added).
 
         ``event_rows`` are the change-feed rows of this change, rebuilt from the operations left before each attempt
-        and each kept at one position: a 409 on one means an earlier attempt of this transaction was applied."""
-        if len(operations) + len(event_rows) > MAX_TRANSACTION_OPERATIONS:
+        and each kept at one position: a 409 on one means an earlier attempt of this transaction was applied (an
+        event row precedes its pending row, which the publisher may have deleted since)."""
+        if len(operations) + sum(event_row.rows for event_row in event_rows) > MAX_TRANSACTION_OPERATIONS:
             raise ResourceTooLarge()
         table = await self._client()
         attempts = retries.Attempts(self._budget)
@@ -538,7 +539,7 @@ class TableStore:
         partition = operations[0][1]["PartitionKey"] if operations else ""
         first = any(event_row.first for event_row in event_rows)
         while operations:
-            events = [row for event_row in event_rows if (row := event_row.operation(partition, operations))]
+            events = [row for event_row in event_rows for row in event_row.operations(partition, operations)]
             batch = [*events, *operations] if first else [*operations, *events]
             offset = len(events) if first else 0
             try:
@@ -694,14 +695,17 @@ class MembershipStore:
     """
 
     EDGES_PER_TRANSACTION = MAX_TRANSACTION_OPERATIONS // 2
-    EDGES_PER_RECORDED_TRANSACTION = (MAX_TRANSACTION_OPERATIONS - 1) // 2
-    """With the change feed on, each transaction also carries its event row."""
+    EDGES_PER_RECORDED_TRANSACTION = (MAX_TRANSACTION_OPERATIONS - 2) // 2
+    """With the change feed on, each transaction also carries its event row, and its pending row when queued: 49
+    edges either way."""
     MEMBERS_ADDED = "scim.group.members.added"
     MEMBERS_REMOVED = "scim.group.members.removed"
 
-    def __init__(self, store: TableStore, record_changes: bool = False) -> None:
+    def __init__(self, store: TableStore, record_changes: bool = False, queued: bool = False) -> None:
         self._store = store
         self._record = record_changes
+        self._queued = queued
+        """Events are also written as pending, for the queue publisher: two rows per event."""
 
     async def add(self, tenant: str, group_id: str, members: Sequence[Member]) -> None:
         """Insert or refresh edges; adding a member already present changes nothing but its display. The
@@ -749,20 +753,22 @@ class MembershipStore:
         await _settle_all(transactions)
 
     def _remove_chunks(self, edges: Sequence[tuple[str, str]]) -> list[Sequence[tuple[str, str]]]:
-        """Without the feed, 50 edges to a transaction. With it, each transaction also holds one event row per group
-        it touches: one group's 100 members take 49 + 49 + 2 edges; a user leaving 50 groups takes 33 + 17 (three
-        rows an edge), still sent at once."""
+        """Without the feed, 50 edges to a transaction. With it, each transaction also holds the rows of one event
+        per group it touches (its event row, and its pending row when queued): one group's 100 members take
+        49 + 49 + 2 edges; a user leaving 50 groups takes 33 + 17 (three rows an edge), or 25 + 25 when queued
+        (four), still sent at once."""
         if not self._record:
             return _chunks(edges, self.EDGES_PER_TRANSACTION)
+        event_rows = 2 if self._queued else 1
         ordered = sorted(edges)
         chunks: list[list[tuple[str, str]]] = []
         rows = MAX_TRANSACTION_OPERATIONS
         for edge in ordered:
             new_group = not chunks or not chunks[-1] or chunks[-1][-1][0] != edge[0]
-            cost = 2 + new_group
+            cost = 2 + event_rows * new_group
             if rows + cost > MAX_TRANSACTION_OPERATIONS:
                 chunks.append([])
-                rows, cost = 0, 3
+                rows, cost = 0, 2 + event_rows
             chunks[-1].append(edge)
             rows += cost
         return chunks
@@ -771,7 +777,11 @@ class MembershipStore:
         if not self._record:
             return []
         return [
-            Outbox(Change(change_type, "Group", group_id, {"members": []}), self._store.commit_window, first=True)
+            Outbox(
+                Change(change_type, "Group", group_id, {"members": []}, self._queued),
+                self._store.commit_window,
+                first=True,
+            )
             for group_id in group_ids
         ]
 

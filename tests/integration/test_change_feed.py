@@ -39,8 +39,11 @@ def feed_client(
     on: bool = True,
     queue: EventQueue | None = None,
     publish_delay: float = 0.0,
+    queued: bool = True,
 ) -> Client:
-    """A tenant of its own with the feed read at once (no settle time); with ``queue``, its publisher sends there."""
+    """A tenant of its own with the feed read at once (no settle time); with ``queue``, its publisher sends there.
+    ``queued`` (a queue is configured, as by default): its events are written with pending rows, for a publisher
+    here or in another instance."""
     tenant = tenant or f"t{secrets.token_hex(6)}"
     token = secrets.token_urlsafe(24)
     settings = Settings(
@@ -51,6 +54,7 @@ def feed_client(
         change_feed_snapshots=snapshots,
         change_feed_settle_seconds=0.0,
         change_feed_publish_delay_seconds=publish_delay,
+        change_feed_queue="scim-changes" if queued else "",
     )
     return Client(ScimEndpoint(settings, store, queue), token)
 

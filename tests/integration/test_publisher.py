@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -16,13 +16,13 @@ from azure.storage.queue.aio import QueueClient
 from scim import change_messages
 from scim.local import azurite
 from scim.publisher import Publisher
-from scim.store import publishing
+from scim.store import keys, outbox, publishing
 from scim.store.contract import StoreUnavailable
 from scim.store.event_queue import API_VERSION, EventQueue
 from scim.store.tables import TableStore
 from tests.conftest import Client
 from tests.fault_proxy import FaultProxy
-from tests.integration.test_change_feed import GROUP, USER, events, feed_client, patch, tenant_of
+from tests.integration.test_change_feed import GROUP, USER, events, feed_client, patch, proxied_store, tenant_of
 
 pytestmark = pytest.mark.azurite
 
@@ -318,7 +318,8 @@ class _maybe_failing:
 async def test_a_crash_between_send_and_mark_sends_again_and_the_consumer_deduplicates(
     store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
 ):
-    """The state such a crash leaves: messages on the queue, rows not marked. The next pass sends them again."""
+    """The state such a crash leaves: messages on the queue, pending rows not deleted. The next pass sends them
+    again."""
     client = writer(store)
     tenant = tenant_of(client)
     for i in range(3):
@@ -333,7 +334,8 @@ async def test_a_crash_between_send_and_mark_sends_again_and_the_consumer_dedupl
     everything = [e for message in await received(azurite_connection_string, queue_name) for e in message]
     assert len(everything) == 6 and len(first_occurrences([everything])) == 3
     again = await Publisher(store, event_queue).publish(tenant)
-    assert again.sent == 0  # marked now: never sent a third time
+    assert again.sent == 0  # their pending rows are gone now: never sent a third time
+    assert await rows_of(store, tenant, keys.PENDING_PREFIX) == []
 
 
 async def test_two_publishers_racing_send_each_event_once(
@@ -496,3 +498,107 @@ async def test_a_pass_with_nothing_to_send_writes_nothing(store: TableStore, eve
     before = await publishing.read_state(store, tenant)
     assert (await publisher.publish(tenant)).sent == 0
     assert (await publishing.read_state(store, tenant)).etag == before.etag
+
+
+# Pending rows ------------------------------------------------------------------------------------------------------
+
+
+async def rows_of(store: TableStore, tenant: str, prefix: str) -> list[dict[str, Any]]:
+    """Every row of the tenant's three feed partitions whose key starts with ``prefix``, in key order."""
+    found: list[dict[str, Any]] = []
+    for resource_type in outbox.FEED_TYPES:
+        partition = keys.partition_key(tenant, resource_type)
+        found += [row async for row in store.range(partition, prefix, keys.prefix_upper_bound(prefix), None)]
+    return sorted(found, key=lambda row: row["RowKey"])
+
+
+async def test_a_pass_reads_only_the_events_it_sends(azurite_connection_string: str, event_queue: EventQueue):
+    """Thirty events sent, one more written: the next pass reads the state row and that one pending row, counted
+    in the answers storage gave it, not the 31 event rows after any cursor."""
+    async with proxied_store(azurite_connection_string) as (traffic, store):
+        client = writer(store)
+        tenant = tenant_of(client)
+        for i in range(30):
+            await client.create_user(f"o{i}@example.com")
+        publisher = Publisher(store, event_queue)
+        assert (await publisher.publish(tenant)).sent == 30
+        latest = await client.create_user("latest@example.com")
+        with traffic.recording() as calls:
+            report = await publisher.publish(tenant)
+        assert report.sent == 1
+        reads = [call for call in calls if call.kind in ("query", "point-read")]
+        assert sum(call.rows for call in reads) == 2, [(call.path, call.rows) for call in reads]
+        queries = [unquote(call.path) for call in reads if call.kind == "query"]
+        assert len(queries) == len(outbox.FEED_TYPES) and all("'pend:" in query for query in queries)
+        assert [call.operations for call in calls if call.kind == "batch"] == [1]  # the one pending row deleted
+        assert await rows_of(store, tenant, keys.PENDING_PREFIX) == []
+        assert [row["resourceId"] for row in await rows_of(store, tenant, keys.EVENT_PREFIX)][-1] == latest["id"]
+
+
+async def test_a_pending_row_commits_with_its_change_or_not_at_all(
+    store: TableStore, faulty: tuple[TableStore, EventQueue], proxies: tuple[FaultProxy, FaultProxy]
+):
+    """A failed write leaves neither row; a write whose every answer was cut after storage applied it (the request
+    answered 503) left exactly one event row and one pending row, the same event."""
+    client = writer(store)
+    tenant = tenant_of(client)
+    await client.create_user("taken@example.com")
+    assert (await client.call("POST", "Users", {"schemas": [USER], "userName": "TAKEN@example.com"})).status == 409
+    pending = await rows_of(store, tenant, keys.PENDING_PREFIX)
+    assert [row["type"] for row in pending] == ["scim.user.created"]
+    faulty[0]._budget = FAULT_BUDGET
+    cut = writer(faulty[0], tenant)
+    await faulty[0].table_client()  # the table is known: the cut meets the write's transaction
+    proxies[0].set_mode("cut", after_bytes=0)
+    response = await cut.call("POST", "Users", {"schemas": [USER], "userName": "cut@example.com"})
+    proxies[0].heal()
+    assert response.status == 503
+    event_rows = await rows_of(store, tenant, keys.EVENT_PREFIX)
+    pending = await rows_of(store, tenant, keys.PENDING_PREFIX)
+    assert len(event_rows) == len(pending) == 2
+    assert [row["RowKey"].split(":", 1)[1] for row in event_rows] == [row["RowKey"].split(":", 1)[1] for row in pending]
+    assert all(row[outbox.QUEUED] is True for row in event_rows)
+
+
+async def test_without_a_queue_events_have_no_pending_rows(store: TableStore):
+    client = feed_client(store, queued=False)
+    await client.create_user("pull@example.com")
+    tenant = tenant_of(client)
+    assert len(await events(client)) == 1
+    assert await rows_of(store, tenant, keys.PENDING_PREFIX) == []
+    assert not (await rows_of(store, tenant, keys.EVENT_PREFIX))[0].get(outbox.QUEUED)
+
+
+async def test_events_the_previous_version_left_unsent_are_published_in_order_after_the_upgrade(
+    store: TableStore, event_queue: EventQueue, azurite_connection_string: str, queue_name: str
+):
+    """The version before pending rows wrote event rows alone, marked the sent ones ``published`` and kept a cursor
+    in a state row without ``pendingRows``. After the upgrade, the first pass gives the unsent ones a pending row
+    and sends them before the later events of the same resource; the sent one is not sent again."""
+    tenant = f"t{secrets.token_hex(6)}"
+    old = feed_client(store, tenant, queued=False)  # writes event rows as that version did
+    sent_before = await old.create_user("sent@example.com")
+    unsent = await old.create_user("unsent@example.com")
+    partition = keys.partition_key(tenant, "User")
+    first, second = await rows_of(store, tenant, keys.EVENT_PREFIX)
+    table = await store.table_client()
+    await table.update_entity({"PartitionKey": partition, "RowKey": first["RowKey"], "published": "2026-11-29T08:00Z"})
+    before = first["RowKey"][len(keys.EVENT_PREFIX) :][:16]
+    await table.create_entity(
+        {"PartitionKey": "publisher", "RowKey": f"tenant:{tenant}", "tenant": tenant, "cursor": before, "owner": ""}
+    )
+    new = feed_client(store, tenant)
+    await new.call("PATCH", f"Users/{unsent['id']}", patch({"op": "replace", "path": "title", "value": "x"}))
+    publisher = Publisher(store, event_queue)
+    assert (await publisher.publish(tenant)).sent == 2
+    on_queue = first_occurrences(await received(azurite_connection_string, queue_name))
+    assert [(e["type"], e["data"]["id"]) for e in on_queue] == [
+        ("scim.user.created", unsent["id"]),
+        ("scim.user.updated", unsent["id"]),
+    ]
+    assert sent_before["id"] not in {e["data"]["id"] for e in on_queue}
+    state = await publishing.read_state(store, tenant)
+    assert not state.legacy and state.cursor == before  # (settled: a minute ago, before these events)
+    assert (await store.point_read(partition, second["RowKey"]))[outbox.QUEUED] is True
+    assert await rows_of(store, tenant, keys.PENDING_PREFIX) == []
+    assert (await publisher.publish(tenant)).sent == 0

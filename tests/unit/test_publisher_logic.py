@@ -1,5 +1,5 @@
 """The publisher's pure rules: packing events into queue messages of at most 64 KiB, in order; which unsent rows a
-pass may send (a prefix, foreign stamps held back for clock skew); where the cursor may go; the queue settings."""
+pass may send (a prefix, foreign stamps held back for clock skew); the queue settings."""
 
 import base64
 import json
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scim import change_messages
-from scim.publisher import FOREIGN_HOLD_SECONDS, _cursor, _sendable, _stamp
+from scim.publisher import FOREIGN_HOLD_SECONDS, _sendable, _stamp
 from scim.settings import ConfigurationError, Settings, parse_queue_name
 from scim.store import outbox
-from scim.store.publishing import EventRow, scan_start
+from scim.store.publishing import EventRow
 
 
 def event(position: int, size: int = 10, text: str = "x", snapshot: bool = False) -> dict[str, Any]:
@@ -69,9 +69,9 @@ def test_packing_keeps_every_event_once_in_order_within_the_limit(sizes: list[in
     assert [e["id"] for m in messages for e in change_messages.decode(m)] == [e["id"] for e in events]
 
 
-def row(micros: int, tag: str, published: bool = False) -> EventRow:
+def row(micros: int, tag: str) -> EventRow:
     position = f"{micros:016d}{tag}"
-    return EventRow("t:User", position, published, {"RowKey": f"ev:{position}"})
+    return EventRow("t:User", position, {"RowKey": f"pend:{position}"})
 
 
 def test_a_pass_sends_the_prefix_stamped_before_it_began():
@@ -88,22 +88,6 @@ def test_a_pass_sends_the_prefix_stamped_before_it_began():
     sendable, held = _sendable(rows, own_bound, foreign_bound)
     assert sendable == rows[:2] and held == 2
     assert _sendable([row(micros + 1, own)], own_bound, foreign_bound) == ([], 1)
-
-
-def test_the_cursor_goes_to_the_settled_horizon_never_past_what_was_read_and_never_back():
-    settled = "0000001000000000"
-    assert _cursor("", settled, None) == settled
-    assert _cursor("", settled, "0000000900000000abcdef01") == "0000000900000000abcdef01"
-    assert _cursor("0000001100000000", settled, None) == "0000001100000000"
-    assert _cursor("", settled, "0000001000000000abcdef01") == settled  # "before the horizon" is the lower of the two
-
-
-def test_a_scan_after_a_cursor_starts_where_the_cursor_says():
-    assert scan_start("") == "ev:"
-    horizon = "0000001000000000"
-    assert scan_start(horizon) <= f"ev:{horizon}00000000"  # a horizon's own microsecond is not done yet
-    position = "0000001000000000abcdef01"
-    assert f"ev:{position}" < scan_start(position) < "ev:0000001000000000abcdef02"
 
 
 def test_queue_settings():
