@@ -12,6 +12,9 @@ Azurite, the CPU this process spends per call and per row for each shape our end
   or one ``update_entity`` (what a PATCH that moves no index row uses);
 - 50 memberships (100 rows): one transaction, or 100 ``upsert_entity`` calls.
 
+The same shapes through ``scim.store.entity_group`` (our encoding of the transaction, which the store uses) are
+measured beside them.
+
 Azurite is a separate process, so ``time.process_time()`` here is the client's CPU alone (SDK, aiohttp, our loop).
 
     .venv/bin/python bench/transaction_encoding.py                 # 300 of each (~1 min)
@@ -37,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scim.local import azurite  # noqa: E402
+from scim.store import entity_group  # noqa: E402
 from scim.store.tables import CLIENT_OPTIONS  # noqa: E402
 
 DOCUMENT = json.dumps(
@@ -113,6 +117,20 @@ async def measure(table: TableClient, repeat: int) -> list[tuple[str, int, float
     async def edges_transaction() -> None:
         await table.submit_transaction([("upsert", row) for row in edge_rows(edges)])
 
+    async def user_ours() -> None:
+        await entity_group.submit(table, [("create", row) for row in user_rows(users)])
+
+    async def one_row_ours() -> None:
+        await entity_group.submit(table, [("create", user_rows(users)[0])])
+
+    async def replace_ours() -> None:
+        etag = (await table.get_entity(target["PartitionKey"], target["RowKey"])).metadata["etag"]
+        options = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        await entity_group.submit(table, [("update", target, options)])
+
+    async def edges_ours() -> None:
+        await entity_group.submit(table, [("upsert", row) for row in edge_rows(edges)])
+
     async def edges_singles() -> None:
         for row in edge_rows(edges):
             await table.upsert_entity(row)
@@ -120,13 +138,17 @@ async def measure(table: TableClient, repeat: int) -> list[tuple[str, int, float
     shapes: list[tuple[str, int, int, Callable[[], Awaitable[Any]]]] = [
         ("user create: 1 transaction of 4 rows", 4, repeat, user_transaction),
         ("user create: 4 create_entity", 4, repeat, user_singles),
+        ("user create: 1 transaction of 4 rows, our encoding", 4, repeat, user_ours),
         ("1 row: transaction of 1 create", 1, repeat, one_row_transaction),
         ("1 row: create_entity", 1, repeat, one_row_single),
+        ("1 row: transaction of 1 create, our encoding", 1, repeat, one_row_ours),
         ("conditional replace: read + transaction of 1 update", 1, repeat, replace_transaction),
         ("conditional replace: read + update_entity", 1, repeat, replace_single),
+        ("conditional replace: read + transaction of 1 update, our encoding", 1, repeat, replace_ours),
         ("(the read alone: get_entity)", 1, repeat, read_only),
         ("100 membership rows: 1 transaction", 100, max(repeat // 10, 5), edges_transaction),
         ("100 membership rows: 100 upsert_entity", 100, max(repeat // 10, 5), edges_singles),
+        ("100 membership rows: 1 transaction, our encoding", 100, max(repeat // 10, 5), edges_ours),
     ]
     for name, rows, n, call in shapes:
         print(f"[measure] {name}", flush=True)

@@ -24,7 +24,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from scim.credentials import Credential
-from scim.store import retries
+from scim.store import entity_group, retries
 from scim.store.contract import StoreError, StoreUnavailable
 from scim.store.tables import MAX_TRANSACTION_OPERATIONS, TableStore
 
@@ -137,7 +137,7 @@ class CredentialStore:
                 ("delete", {"PartitionKey": ASSERTION_PARTITION, "RowKey": row_key})
                 for row_key in row_keys[start : start + MAX_TRANSACTION_OPERATIONS]
             ]
-            await self._run(lambda batch=batch: table.submit_transaction(batch))
+            await self._run(lambda batch=batch: entity_group.submit(table, batch))
         return len(row_keys)
 
     async def claim_assertion(self, issuer_tenant: str, assertion_id: str, expires: datetime) -> bool:

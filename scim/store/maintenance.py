@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from scim.store import retries
+from scim.store import entity_group, retries
 from scim.store.contract import StoreUnavailable
 from scim.store.tables import TableStore
 
@@ -115,7 +115,7 @@ async def _submit(
     """The transaction's results, or None when it lost to a concurrent write."""
     table = await store.table_client()
     try:
-        return await _attempts().run(lambda: table.submit_transaction(operations))
+        return await _attempts().run(lambda: entity_group.submit(table, operations))
     except HttpResponseError as exc:
         if exc.status_code in _LOST_TO_A_CONCURRENT_WRITE:
             return None

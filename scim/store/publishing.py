@@ -24,7 +24,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from scim.store import keys, outbox, retries
+from scim.store import entity_group, keys, outbox, retries
 from scim.store.contract import RecordedChange, StoreUnavailable
 from scim.store.tables import MAX_TRANSACTION_OPERATIONS, TableStore
 
@@ -260,7 +260,7 @@ async def _submit_present(
     while row_keys:
         operations = [operation(key, partition) for key in row_keys]
         try:
-            await _attempts(lambda operations=operations: table.submit_transaction(operations))
+            await _attempts(lambda operations=operations: entity_group.submit(table, operations))
             return
         except TableTransactionError as exc:
             failed = getattr(exc, "index", 0) or 0

@@ -34,7 +34,7 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from scim import cpu_share
-from scim.store import keys, outbox, retries
+from scim.store import entity_group, keys, outbox, retries
 from scim.store.contract import (
     Change,
     IndexKey,
@@ -534,7 +534,7 @@ class TableStore:
             for event_row in event_rows:  # never sent after its commit window (scim.store.outbox)
                 event_row.check_window()
             _count_write()
-            return table.submit_transaction(batch)
+            return entity_group.submit(table, batch)
 
         partition = operations[0][1]["PartitionKey"] if operations else ""
         first = any(event_row.first for event_row in event_rows)

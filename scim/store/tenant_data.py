@@ -6,7 +6,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from scim.store import keys, retries
+from scim.store import entity_group, keys, retries
 from scim.store.contract import StoreUnavailable
 from scim.store.tables import MAX_TRANSACTION_OPERATIONS, TableStore
 
@@ -48,7 +48,7 @@ async def delete_tenant_data(store: TableStore, tenant: str) -> int:
                 chunk = [("delete", row) for row in batch[start : start + MAX_TRANSACTION_OPERATIONS]]
                 try:
                     await retries.Attempts(retries.REQUEST_BUDGET_SECONDS).run(
-                        lambda chunk=chunk: table.submit_transaction(chunk)
+                        lambda chunk=chunk: entity_group.submit(table, chunk)
                     )
                 except AzureError:
                     for _, row in chunk:  # a row already gone fails its batch: delete what is left one by one

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ServiceResponseError
 
+from scim.store import entity_group
 from scim.store.tables import TableStore
 from tests.conftest import Client
 
@@ -38,11 +39,15 @@ class LoseAnswers:
 
 @pytest.fixture
 async def lose(store: TableStore, monkeypatch: pytest.MonkeyPatch) -> Callable[..., LoseAnswers]:
+    """``"transaction"`` wraps the store's entity-group transactions (:func:`scim.store.entity_group.submit`),
+    anything else the table client's method of that name."""
     table = await store.table_client()
 
     def install(method: str, times: int = 1, applied: bool = True) -> LoseAnswers:
-        wrapper = LoseAnswers(getattr(table, method), times, applied)
-        monkeypatch.setattr(table, method, wrapper)
+        owner: Any = entity_group if method == "transaction" else table
+        name = "submit" if method == "transaction" else method
+        wrapper = LoseAnswers(getattr(owner, name), times, applied)
+        monkeypatch.setattr(owner, name, wrapper)
         return wrapper
 
     return install
@@ -59,7 +64,7 @@ async def find(client: Client, user_name: str) -> list[dict[str, Any]]:
 
 
 async def test_create_applied_but_unanswered_is_201_not_a_conflict(client: Client, lose: Callable[..., LoseAnswers]):
-    wrapper = lose("submit_transaction")
+    wrapper = lose("transaction")
     response = await client.call("POST", "Users", {"schemas": [USER], "userName": "lost@example.com"})
     assert response.status == 201, response.document
     assert wrapper.calls == 2
@@ -69,7 +74,7 @@ async def test_create_applied_but_unanswered_is_201_not_a_conflict(client: Clien
 
 
 async def test_create_not_applied_is_retried(client: Client, lose: Callable[..., LoseAnswers]):
-    wrapper = lose("submit_transaction", times=2, applied=False)
+    wrapper = lose("transaction", times=2, applied=False)
     response = await client.call("POST", "Users", {"schemas": [USER], "userName": "refused@example.com"})
     assert response.status == 201, response.document
     assert wrapper.calls == 3
@@ -78,7 +83,7 @@ async def test_create_not_applied_is_retried(client: Client, lose: Callable[...,
 
 async def test_a_real_conflict_after_a_lost_answer_is_still_409(client: Client, lose: Callable[..., LoseAnswers]):
     await client.create_user("taken@example.com")
-    lose("submit_transaction", applied=False)
+    lose("transaction", applied=False)
     response = await client.call("POST", "Users", {"schemas": [USER], "userName": "TAKEN@example.com"})
     assert response.status == 409
     assert response.document["scimType"] == "uniqueness"
@@ -86,7 +91,7 @@ async def test_a_real_conflict_after_a_lost_answer_is_still_409(client: Client, 
 
 async def test_rename_applied_but_unanswered_succeeds(client: Client, lose: Callable[..., LoseAnswers]):
     user = await client.create_user("before@example.com")
-    lose("submit_transaction")
+    lose("transaction")
     response = await client.call("PATCH", f"Users/{user['id']}", rename("after@example.com"))
     assert response.status == 200, response.document
     assert response.document["userName"] == "after@example.com"
@@ -108,7 +113,7 @@ async def test_update_applied_but_unanswered_succeeds(client: Client, lose: Call
 
 async def test_delete_applied_but_unanswered_is_204(client: Client, lose: Callable[..., LoseAnswers]):
     user = await client.create_user("gone@example.com")
-    lose("submit_transaction")
+    lose("transaction")
     response = await client.call("DELETE", f"Users/{user['id']}")
     assert response.status == 204, response.document
     assert (await client.call("GET", f"Users/{user['id']}")).status == 404
