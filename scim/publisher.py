@@ -74,7 +74,10 @@ class PassReport:
     sent: int = 0
     messages: int = 0
     held: int = 0
-    """Rows read but left for the next pass (stamped too recently by another process, and the rows after them)."""
+    """Rows read but left for the next pass (stamped after the pass began, or too recently by another process, and
+    the rows after them)."""
+    sendable_in: float = 0.0
+    """Seconds until a pass may send the first held row."""
     busy: bool = False
 
 
@@ -141,7 +144,10 @@ class Publisher:
             while True:  # the rows read before the lease are the first chunk: read after T0, they may be sent
                 ready, report.held = _sendable(rows, own_bound, foreign_bound)
                 state = await self._send(state, ready, report)
-                if report.held or complete_to is None:
+                if report.held:
+                    report.sendable_in = max(0.0, _sendable_from(rows[len(ready)]) - self._clock())
+                    break
+                if complete_to is None:
                     break
                 rows, complete_to = await publishing.pending(self.store, tenant, complete_to, CHUNK_ROWS)
             cursor = max(state.cursor, settled)
@@ -205,8 +211,8 @@ class Publisher:
                 return
             if report.busy and time.monotonic() < patience:
                 await asyncio.sleep(BUSY_RETRY_SECONDS)
-            elif report.held:
-                await asyncio.sleep(FOREIGN_HOLD_SECONDS)
+            elif report.held:  # a write of ours that committed as the pass began: at once; another's: after the hold
+                await asyncio.sleep(max(self.delay, report.sendable_in))
             elif tenant not in self._again:
                 return
             else:  # writes came in during the pass: gather more of them into the next
@@ -278,6 +284,13 @@ def _sendable(rows: list[EventRow], own_bound: str, foreign_bound: str) -> tuple
         if row.position[:16] > bound:
             return rows[:index], len(rows) - index
     return rows, 0
+
+
+def _sendable_from(row: EventRow) -> float:
+    """When a pass may begin that sends ``row`` (:func:`_sendable`): its stamp, plus the hold if another process
+    stamped it."""
+    stamped = int(row.position[:16]) / 1_000_000
+    return stamped if row.position.endswith(outbox.PROCESS_TAG) else stamped + FOREIGN_HOLD_SECONDS
 
 
 def _stamp(seconds: float) -> str:

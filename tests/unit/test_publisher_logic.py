@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scim import change_messages
-from scim.publisher import FOREIGN_HOLD_SECONDS, _sendable, _stamp
+from scim.publisher import FOREIGN_HOLD_SECONDS, _sendable, _sendable_from, _stamp
 from scim.settings import ConfigurationError, Settings, parse_queue_name
 from scim.store import outbox
 from scim.store.publishing import EventRow
@@ -88,6 +88,16 @@ def test_a_pass_sends_the_prefix_stamped_before_it_began():
     sendable, held = _sendable(rows, own_bound, foreign_bound)
     assert sendable == rows[:2] and held == 2
     assert _sendable([row(micros + 1, own)], own_bound, foreign_bound) == ([], 1)
+
+
+def test_a_held_row_is_retried_once_a_pass_may_send_it_ours_at_its_stamp_another_s_after_the_hold():
+    own, other = outbox.PROCESS_TAG, "0badf00d" if outbox.PROCESS_TAG != "0badf00d" else "0badf00e"
+    micros = 1_000_000_000 * 1_000_000 + 500_000
+    assert _sendable_from(row(micros, own)) == 1_000_000_000.5
+    assert _sendable_from(row(micros, other)) == 1_000_000_000.5 + FOREIGN_HOLD_SECONDS
+    for started in (1_000_000_000.5, 1_000_000_000.5 + FOREIGN_HOLD_SECONDS):  # a pass starting then sends it
+        bounds = _stamp(started), _stamp(started - FOREIGN_HOLD_SECONDS)
+        assert _sendable([row(micros, own if started < 1_000_000_002 else other)], *bounds)[1] == 0
 
 
 def test_queue_settings():
