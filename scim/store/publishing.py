@@ -226,7 +226,7 @@ async def _queue_rows(table: Any, rows: list[EventRow]) -> None:
             copy.update(PartitionKey=row.partition, RowKey=keys.pending_row_key(row.position))
             operations += [("update", mark, {"mode": UpdateMode.MERGE, **etag}), ("upsert", copy)]
         try:
-            await _attempts(lambda operations=operations: table.submit_transaction(operations))
+            await _attempts(lambda operations=operations: entity_group.submit(table, operations))
             return
         except TableTransactionError as exc:
             failed = (getattr(exc, "index", 0) or 0) // 2
