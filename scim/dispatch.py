@@ -201,8 +201,8 @@ class ScimEndpoint:
         if request.method.upper() != "GET":
             raise ScimError(405, "The change feed is read with GET", headers={"Allow": "GET"})
         after, limit = change_feed.parameters(request.query)
-        settle = self.settings.change_feed_settle_seconds
-        document = await change_feed.page(self.store, tenant, after, limit, settle)
+        settle, retention = self.settings.change_feed_settle_seconds, self.settings.change_feed_retention_days
+        document = await change_feed.page(self.store, tenant, after, limit, settle, retention)
         return ScimResponse(200, document, {"Content-Type": "application/json; charset=utf-8"})
 
     async def _resources(self, service: ResourceService, tenant: str, request: ScimRequest) -> ScimResponse:

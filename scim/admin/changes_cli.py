@@ -13,12 +13,15 @@ import sys
 
 from scim.change_feed import MAX_PAGE, page
 from scim.changes import POSITION
-from scim.settings import ConfigurationError, StorageSettings, parse_settle
+from scim.errors import ScimError
+from scim.settings import DEFAULT_RETENTION_DAYS, ConfigurationError, StorageSettings, parse_number, parse_settle
 from scim.store.contract import StoreUnavailable
 from scim.store.tables import TableStore
 
 FOLLOW_PAUSE_SECONDS = 1.0
 EXIT_UNUSABLE = 2
+EXIT_EXPIRED = 3
+"""``--after`` is older than the retention: the caller must re-read Users and Groups (a script can tell this apart)."""
 
 
 def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         storage.check()
         settle = parse_settle(os.environ.get("SCIM_CHANGE_FEED_SETTLE_SECONDS", ""))
         settle = settle if args.settle is None else max(args.settle, 0.0)
+        name = "SCIM_CHANGE_FEED_RETENTION_DAYS"
+        retention = parse_number(os.environ.get(name, ""), name, DEFAULT_RETENTION_DAYS)
     except ConfigurationError as problem:
         print(f"scim changes: {problem}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -49,16 +54,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     store = TableStore.from_settings(storage.connection_string, storage.table_uri, storage.table_prefix)
     try:
-        return asyncio.run(_read(store, args, settle))
+        return asyncio.run(_read(store, args, settle, retention))
     except KeyboardInterrupt:
         return 0
 
 
-async def _read(store: TableStore, args: argparse.Namespace, settle: float) -> int:
+async def _read(store: TableStore, args: argparse.Namespace, settle: float, retention: float) -> int:
     after = args.after
     try:
         while True:
-            document = await page(store, args.tenant, after, max(1, min(args.limit, MAX_PAGE)), settle)
+            document = await page(store, args.tenant, after, max(1, min(args.limit, MAX_PAGE)), settle, retention)
             for event in document["events"]:
                 print(json.dumps(event, ensure_ascii=False) if args.json else _line(event), flush=True)
             after = document["next"]
@@ -68,6 +73,9 @@ async def _read(store: TableStore, args: argparse.Namespace, settle: float) -> i
                 print(f"next: {after}", file=sys.stderr if args.json else sys.stdout)
                 return 0
             await asyncio.sleep(FOLLOW_PAUSE_SECONDS)
+    except ScimError as expired:
+        print(f"scim changes: {expired.detail}", file=sys.stderr)
+        return EXIT_EXPIRED
     except StoreUnavailable as failure:
         print(f"scim changes: Table Storage failed: {str(failure.__cause__ or '').splitlines()[:1]}", file=sys.stderr)
         return EXIT_UNUSABLE

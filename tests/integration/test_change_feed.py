@@ -281,6 +281,20 @@ async def test_pages_resume_without_repeating_or_skipping(client: Client):
     assert len(seen) == 10 == len(set(seen)) and seen == sorted(seen)
 
 
+def aged_position(days: float) -> str:
+    return outbox.horizon(days * 86_400) + "0a1b2c3d"
+
+
+async def test_a_position_older_than_the_retention_is_gone_not_a_shorter_feed(client: Client):
+    await client.create_user("kept@example.com")
+    recent = await client.call("GET", "Changes", query={"after": aged_position(6)})
+    assert recent.status == 200 and [e["type"] for e in recent.document["events"]] == ["scim.user.created"]
+    gone = await client.call("GET", "Changes", query={"after": aged_position(8)})
+    assert gone.status == 410, gone.document
+    assert gone.document["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert gone.document["status"] == "410" and "SCIM_CHANGE_FEED_RETENTION_DAYS = 7" in gone.document["detail"]
+
+
 # Racing writers and a late commit ---------------------------------------------------------------------------------
 
 SETTLE = 4.0
@@ -409,6 +423,10 @@ async def test_the_changes_command_prints_and_resumes(client: Client, azurite_co
     assert settled.stdout.splitlines()[0].startswith("next: ")  # nothing older than the default settle yet
     bad = await asyncio.to_thread(run_cli, azurite_connection_string, "--tenant", tenant, "--after", "x'")
     assert bad.returncode == 2 and "--after" in bad.stderr
+    expired = await asyncio.to_thread(
+        run_cli, azurite_connection_string, "--tenant", tenant, "--after", aged_position(8), "--settle", "0"
+    )
+    assert expired.returncode == 3 and "retention" in expired.stderr and not expired.stdout
 
 
 # Cost: the feed adds no sequential storage round trip --------------------------------------------------------------
