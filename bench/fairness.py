@@ -21,22 +21,30 @@ The attacking requests (``--only`` picks one):
 - ``group-get``: ``GET /Groups/{id}`` of a 1,000-member group (1,000 members per response, the cap);
 - ``members``: ``PATCH /Groups/{id}`` adding 1,000 members (the cap), then removing them.
 
+With ``--stalls`` the victim's instance runs through ``bench/loop_stalls.py``, and each phase also reports its event
+loop's steps of 5 ms or more (``--stalls-ms``): how many, the longest (wall and CPU time), and the code that was
+running in them (sampled stacks: the innermost frame of ``scim/`` and what it had called).
+
 ``--attack issue`` sends the red team's request instead (``attributes`` naming ``userName`` 21,000 times), which
 the endpoint now refuses; with ``--code DIR`` the script measures another checkout the same way. It prints the
 server CPU per attacking request (from ``/proc``), the victim's latencies and their ratios.
 
     .venv/bin/python bench/fairness.py --seconds 15
     .venv/bin/python bench/fairness.py --seconds 10 --each
+    .venv/bin/python bench/fairness.py --seconds 10 --each --stalls
     .venv/bin/python bench/fairness.py --attack issue --code /tmp/before
 """
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -88,23 +96,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--each", action="store_true", help="also one attacked phase per kind of request")
     parser.add_argument("--no-control", action="store_true", help="skip the second-instance control phase")
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose server is measured")
+    parser.add_argument("--stalls", action="store_true", help="report each phase's longest event-loop steps")
+    parser.add_argument("--stalls-ms", type=float, default=5.0, help="the shortest step --stalls reports")
     return parser.parse_args()
 
 
-Shape = tuple[str, str, str, Any]
+Shape = tuple[str, str, str, bytes | None]
+"""(name, method, url, body): the body is encoded once, so that the client's loop, which also times the victim's
+requests, does not spend milliseconds encoding a 250 KB body before each attacking request."""
 
 
 def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_id: str, ids: list[str]) -> list[Shape]:
     """(name, method, url, json body) of each attacking request; the last of ``members`` undoes the one before."""
     if args.attack == "issue":
-        return [("search-21000", "POST", "/Users/.search", {"attributes": ["userName"] * 21000, "count": 200})]
+        return [("search-21000", "POST", "/Users/.search", encoded({"attributes": ["userName"] * 21000, "count": 200}))]
     scan = " or ".join(f'title eq "t{i}"' for i in range(99)) + " or title pr"
     paths = [
         {"op": "replace", "path": f'emails[value eq "a{i % 3}@x.org"].display', "value": f"d{i}"} for i in range(100)
     ]
     big = [{"op": "replace", "path": "displayName", "value": f"{i:04d}" + "x" * 2396} for i in range(100)]
     members = [{"value": i} for i in ids[:GROUP_MEMBERS]]
-    shapes: list[Shape] = [
+    shapes = [
         ("search", "POST", "/Users/.search", {"attributes": ATTRIBUTES, "count": 1000}),
         ("scan", "GET", f"/Users?count=200&filter={scan}", None),
         ("patch", "PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": paths}),
@@ -115,7 +127,11 @@ def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_
         ("members", "PATCH", f"/Groups/{member_group_id}",
          {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members", "value": members}]}),
     ]  # fmt: skip
-    return [shape for shape in shapes if args.only in (None, shape[0])]
+    return [(name, method, url, encoded(body)) for name, method, url, body in shapes if args.only in (None, name)]
+
+
+def encoded(body: Any) -> bytes | None:
+    return None if body is None else json.dumps(body).encode()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -163,7 +179,7 @@ async def attacker(http: httpx.AsyncClient, shapes: list[Shape], stop: asyncio.E
     while not stop.is_set():
         for name, method, url, body in shapes:
             try:
-                key = f"{name} {(await http.request(method, url, json=body)).status_code}"
+                key = f"{name} {(await http.request(method, url, content=body)).status_code}"
             except httpx.TimeoutException:
                 key = f"{name} timeout"
             statuses[key] = statuses.get(key, 0) + 1
@@ -244,7 +260,64 @@ def report(name: str, phases: dict[str, Series]) -> None:
         print(f"  p99 attacked / control (the instance's own share): {ours / box:.2f}")
 
 
-async def run(args: argparse.Namespace, server: LocalServer, other: LocalServer | None, attacker_token: str) -> None:
+Window = tuple[float, float]
+
+
+def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) -> None:
+    """Per phase, how late the victim instance's loop ran a callback due every 5 ms (p50/p99/max), its steps of at
+    least ``threshold_ms``, the longest three, and where the sampled time of all of them went (the innermost
+    ``scim/`` frames, and the call they were in when sampled)."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [line for line in lines if "wall_ms" in line]
+    print("\nthe victim instance's event loop (bench/loop_stalls.py): lag of a callback due every 5 ms, and its")
+    print(f"steps of {threshold_ms:g} ms or more, the longest three with their wall and CPU time and sampled code")
+    alone = loop_lags(lines, windows["alone"])
+    for label, window in windows.items():
+        lags = loop_lags(lines, window)
+        inside = sorted((s for s in steps if in_window(s, window)), key=lambda s: -s["wall_ms"])
+        over_20 = sum(1 for s in inside if s["wall_ms"] >= 20)
+        wall = sum(s["wall_ms"] for s in inside)
+        lag_p99 = percentile(lags, 0.99) if lags else float("nan")
+        ratio = lag_p99 / percentile(alone, 0.99) if alone and lags else float("nan")
+        print(f"  {label}: loop lag p50 {statistics.median(lags) if lags else float('nan'):.1f} ms, p99 {lag_p99:.1f}")
+        print(f"    ({ratio:.2f}x alone), max {max(lags, default=float('nan')):.1f}; {len(inside)} long steps")
+        print(f"    ({over_20} of 20 ms or more), {wall:.0f} ms in all")
+        for step in inside[:3]:
+            places = Counter(where(sample) for sample in step["samples"]).most_common(2)
+            said = "; ".join(f"{place} ({n})" for place, n in places) or "no sample"
+            print(f"    {step['wall_ms']:7.1f} ms wall {step['cpu_ms']:7.1f} ms CPU  {said}")
+        sampled = Counter(where(sample) for step in inside for sample in step["samples"])
+        for place, n in sampled.most_common(4):
+            print(f"    samples {n:5d}  {place}")
+
+
+def loop_lags(lines: list[dict[str, Any]], window: Window) -> list[float]:
+    return [lag for line in lines if "lags_ms" in line and in_window(line, window) for lag in line["lags_ms"]]
+
+
+def in_window(line: dict[str, Any], window: Window) -> bool:
+    return window[0] <= line["end"] <= window[1]
+
+
+def where(sample: list[str]) -> str:
+    """The innermost two frames of our code, the innermost frame of the library they called (past azure-core's
+    pipeline and asyncio), and the innermost frame of all."""
+    ours = [i for i, frame in enumerate(sample) if frame.startswith(("scim/", "function_app.py"))]
+    if not ours:
+        return " > ".join(sample[-2:]) or "?"
+    inner = ours[-1]
+    library = [f for f in sample[inner + 1 :] if "azure/core/" not in f and not f.startswith("asyncio/")]
+    chosen = [*(sample[i] for i in ours[-2:]), *library[:1], *library[-1:][: len(library) > 1]]
+    return " > ".join(frame.replace(".venv/lib/python3.11/site-packages/", "") for frame in chosen)
+
+
+async def run(
+    args: argparse.Namespace,
+    server: LocalServer,
+    other: LocalServer | None,
+    attacker_token: str,
+    windows: dict[str, Window],
+) -> None:
     assert server.process is not None
     pid = server.process.pid
     mine = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/scim+json"}
@@ -266,30 +339,32 @@ async def run(args: argparse.Namespace, server: LocalServer, other: LocalServer 
         for name, method, url, body in shapes:
             before = cpu_seconds(pid)
             try:
-                codes = [(await them.request(method, url, json=body)).status_code for _ in range(3)]
+                codes = [(await them.request(method, url, content=body)).status_code for _ in range(3)]
             except httpx.TimeoutException:
                 codes = ["timeout"]
             print(f"{name:<22}{codes[0]!s:>7}{(cpu_seconds(pid) - before) * 1000 / len(codes):>15.1f}")
 
         phases: dict[str, Series] = {}
-        print("phase: alone")
-        phases["alone"] = await victim(me, table, user_name, args.seconds)
-        print("phase: attacked (mix)")
-        phases["attacked (mix)"] = await attacked(me, table, them, shapes, user_name, args)
+
+        async def phase(label: str, measured: Awaitable[Series]) -> None:
+            print(f"phase: {label}")
+            started = time.time()
+            phases[label] = await measured
+            windows[label] = (started, time.time())
+
+        await phase("alone", victim(me, table, user_name, args.seconds))
+        await phase("attacked (mix)", attacked(me, table, them, shapes, user_name, args))
         if other is not None:
-            print("phase: control (the same attack on a second instance)")
             async with httpx.AsyncClient(
                 base_url=other.base_url, headers=theirs, timeout=TIMEOUT, limits=limits
             ) as elsewhere:
-                phases["control: mix on another instance"] = await attacked(
-                    me, table, elsewhere, shapes, user_name, args
-                )
+                control = attacked(me, table, elsewhere, shapes, user_name, args)
+                await phase("control: mix on another instance", control)
         if args.each:
             for shape in SHAPES:
                 chosen = [s for s in shapes if s[0] == shape]
                 if chosen:
-                    print(f"phase: attacked ({shape})")
-                    phases[f"attacked ({shape} only)"] = await attacked(me, table, them, chosen, user_name, args)
+                    await phase(f"attacked ({shape} only)", attacked(me, table, them, chosen, user_name, args))
     for name in ("ServiceProviderConfig", "filter-GET", "Azurite point read"):
         report(name, phases)
 
@@ -301,6 +376,8 @@ def main() -> int:
     port = azurite.free_port()
     process = azurite.start(port)
     servers: list[LocalServer] = []
+    windows: dict[str, Window] = {}
+    stalls = Path(tempfile.mkstemp(prefix="stalls-", suffix=".jsonl")[1])
     try:
         prefix = f"fair{secrets.token_hex(3)}"
         attacker_token = secrets.token_urlsafe(32)
@@ -308,13 +385,19 @@ def main() -> int:
             server = LocalServer(azurite.connection_string(port), prefix, root=args.code.resolve())
             server.token = servers[0].token if servers else server.token  # both instances serve the same tenants
             server.env["SCIM_BEARER_TOKENS"] = f"{server.token},attacker={attacker_token}"
+            if args.stalls and not servers:
+                server.command = [sys.executable, str(BENCH_DIR / "loop_stalls.py")]
+                server.env.update(SCIM_STALLS_OUT=str(stalls), SCIM_STALLS_MS=str(args.stalls_ms))
             server.start()
             servers.append(server)
-        asyncio.run(run(args, servers[0], servers[1] if len(servers) > 1 else None, attacker_token))
+        asyncio.run(run(args, servers[0], servers[1] if len(servers) > 1 else None, attacker_token, windows))
     finally:
         for server in servers:
             server.close()
         azurite.stop(process)
+    if args.stalls:
+        stall_report(stalls, windows, args.stalls_ms)
+    stalls.unlink()
     print("load average at end:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 

@@ -37,11 +37,13 @@ class LocalServer:
             "SCIM_TABLE_PREFIX": table_prefix,
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.command = [sys.executable, "-m", "scim"]
+        """What runs ``serve`` (a benchmark may run it through a probe: bench/loop_stalls.py)."""
 
     def start(self) -> None:
         """Start, and return once the port accepts connections; its own session, so a Ctrl-C reaches only us."""
         self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "scim", "serve", "--port", str(self.port)],
+            [*self.command, "serve", "--port", str(self.port)],
             cwd=self.root,
             env=self.env,
             stdout=self.log,
