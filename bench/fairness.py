@@ -270,7 +270,8 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [line for line in lines if "wall_ms" in line]
     print("\nthe victim instance's event loop (bench/loop_stalls.py): lag of a callback due every 5 ms, and its")
-    print(f"steps of {threshold_ms:g} ms or more, the longest three with their wall and CPU time and sampled code")
+    print(f"steps of {threshold_ms:g} ms or more: the three longest and the three of most CPU, each with its wall and")
+    print("CPU time, how often the OS preempted the loop's thread in it, and the code sampled in it")
     alone = loop_lags(lines, windows["alone"])
     for label, window in windows.items():
         lags = loop_lags(lines, window)
@@ -282,10 +283,15 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
         print(f"  {label}: loop lag p50 {statistics.median(lags) if lags else float('nan'):.1f} ms, p99 {lag_p99:.1f}")
         print(f"    ({ratio:.2f}x alone), max {max(lags, default=float('nan')):.1f}; {len(inside)} long steps")
         print(f"    ({over_20} of 20 ms or more), {wall:.0f} ms in all")
-        for step in inside[:3]:
-            places = Counter(where(sample) for sample in step["samples"]).most_common(2)
-            said = "; ".join(f"{place} ({n})" for place, n in places) or "no sample"
-            print(f"    {step['wall_ms']:7.1f} ms wall {step['cpu_ms']:7.1f} ms CPU  {said}")
+        by_cpu = sorted(inside, key=lambda s: -s["cpu_ms"])
+        for title, chosen in (("longest", inside[:3]), ("most CPU", by_cpu[:3])):
+            for step in chosen:
+                places = Counter(where(sample) for sample in step["samples"]).most_common(2)
+                said = "; ".join(f"{place} ({n})" for place, n in places) or "no sample"
+                print(
+                    f"    {title:<9}{step['wall_ms']:6.1f} ms wall{step['cpu_ms']:6.1f} ms CPU"
+                    f"{step.get('preempted', 0):3d} preempted  {said}"
+                )
         sampled = Counter(where(sample) for step in inside for sample in step["samples"])
         for place, n in sampled.most_common(4):
             print(f"    samples {n:5d}  {place}")

@@ -8,15 +8,16 @@ Every step of the loop is timed (``asyncio.events.Handle._run``, wall and thread
 at the loop's thread every :data:`SAMPLE_SECONDS` and, while a step has run for over a millisecond, records its
 stack, so that a long step comes with what ran in it, not only where it stopped. Each step of at least
 ``SCIM_STALLS_MS`` (default 5) is appended to ``SCIM_STALLS_OUT`` as a JSON line: its end (``time.time()``), wall and
-CPU milliseconds, and its sampled stacks, innermost frame last. A step's wall time includes the time the process
-was preempted (the machine is shared); its CPU time does not.
+CPU milliseconds, how many times the OS preempted the loop's thread during it, and its sampled stacks, innermost
+frame last. A step's wall time includes the time the thread waited for a core (the machine is shared, and Azurite
+runs on it); its CPU time does not: a long step with little CPU was the OS's doing, not the instance's.
 
 A heartbeat also asks the loop for a callback every :data:`BEAT_SECONDS` and records how late it ran: the wait of
 any request's step for the loop, whatever held it (one long step or many short ones ahead in its queue). The lags
 are appended once a second as ``{"end": …, "lags_ms": […]}``.
 
-The probe costs a little: two clock reads per step, and the sampler's wake-ups (the interpreter's switch interval
-is lowered to 1 ms so that the sampler gets its turn inside a long step).
+The probe costs a little: two clock reads and a ``getrusage`` per step, and the sampler's wake-ups (the interpreter's
+switch interval is lowered to 1 ms so that the sampler gets its turn inside a long step).
 
     SCIM_STALLS_OUT=/tmp/stalls.jsonl python bench/loop_stalls.py serve --port 7071   # from the checkout's root
 """
@@ -24,6 +25,7 @@ is lowered to 1 ms so that the sampler gets its turn inside a long step).
 import asyncio.events
 import json
 import os
+import resource
 import runpy
 import sys
 import threading
@@ -61,6 +63,7 @@ class StallProbe:
                 probe.beating = True
                 handle._loop.call_soon(probe.beat, handle._loop, time.perf_counter(), time.time() + 1)
             probe.samples = []
+            preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
             cpu = time.thread_time()
             probe.started = started = time.perf_counter()
             try:
@@ -69,7 +72,8 @@ class StallProbe:
                 wall = time.perf_counter() - started
                 probe.started = None
                 if wall >= probe.threshold:
-                    probe.record(wall, time.thread_time() - cpu)
+                    preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw - preempted
+                    probe.record(wall, time.thread_time() - cpu, preempted)
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
         sys.setswitchinterval(SAMPLE_SECONDS)
@@ -95,8 +99,14 @@ class StallProbe:
             self.lags, flush_at = [], time.time() + 1
         loop.call_at(loop.time() + BEAT_SECONDS, self.beat, loop, now + BEAT_SECONDS, flush_at)
 
-    def record(self, wall: float, cpu: float) -> None:
-        line = {"end": time.time(), "wall_ms": wall * 1000, "cpu_ms": cpu * 1000, "samples": self.samples}
+    def record(self, wall: float, cpu: float, preempted: int) -> None:
+        line = {
+            "end": time.time(),
+            "wall_ms": wall * 1000,
+            "cpu_ms": cpu * 1000,
+            "preempted": preempted,
+            "samples": self.samples,
+        }
         self.out.write(json.dumps(line) + "\n")
         self.out.flush()
 
