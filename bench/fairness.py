@@ -271,7 +271,8 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
     steps = [line for line in lines if "wall_ms" in line]
     print("\nthe victim instance's event loop (bench/loop_stalls.py): lag of a callback due every 5 ms, and its")
     print(f"steps of {threshold_ms:g} ms or more: the three longest and the three of most CPU, each with its wall and")
-    print("CPU time, how often the OS preempted the loop's thread in it, and the code sampled in it")
+    print("CPU time, how often the OS preempted the loop's thread in it, the garbage collector's time in it (gcN: the")
+    print("oldest generation collected), and the code sampled in it")
     alone = loop_lags(lines, windows["alone"])
     for label, window in windows.items():
         lags = loop_lags(lines, window)
@@ -288,9 +289,10 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
             for step in chosen:
                 places = Counter(where(sample) for sample in step["samples"]).most_common(2)
                 said = "; ".join(f"{place} ({n})" for place, n in places) or "no sample"
+                collected = f" gc{max(step['gc_generations'])} {step['gc_ms']:.1f} ms" if step["gc_generations"] else ""
                 print(
                     f"    {title:<9}{step['wall_ms']:6.1f} ms wall{step['cpu_ms']:6.1f} ms CPU"
-                    f"{step.get('preempted', 0):3d} preempted  {said}"
+                    f"{step['preempted']:3d} preempted{collected}  {said}"
                 )
         sampled = Counter(where(sample) for step in inside for sample in step["samples"])
         for place, n in sampled.most_common(4):

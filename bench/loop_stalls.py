@@ -8,9 +8,10 @@ Every step of the loop is timed (``asyncio.events.Handle._run``, wall and thread
 at the loop's thread every :data:`SAMPLE_SECONDS` and, while a step has run for over a millisecond, records its
 stack, so that a long step comes with what ran in it, not only where it stopped. Each step of at least
 ``SCIM_STALLS_MS`` (default 5) is appended to ``SCIM_STALLS_OUT`` as a JSON line: its end (``time.time()``), wall and
-CPU milliseconds, how many times the OS preempted the loop's thread during it, and its sampled stacks, innermost
-frame last. A step's wall time includes the time the thread waited for a core (the machine is shared, and Azurite
-runs on it); its CPU time does not: a long step with little CPU was the OS's doing, not the instance's.
+CPU milliseconds, how many times the OS preempted the loop's thread during it, the garbage collector's time in it
+and the generations it collected, and its sampled stacks, innermost frame last. A step's wall time includes the
+time the thread waited for a core (the machine is shared, and Azurite runs on it); its CPU time does not: a long
+step with little CPU was the OS's doing, not the instance's.
 
 A heartbeat also asks the loop for a callback every :data:`BEAT_SECONDS` and records how late it ran: the wait of
 any request's step for the loop, whatever held it (one long step or many short ones ahead in its queue). The lags
@@ -23,6 +24,7 @@ switch interval is lowered to 1 ms so that the sampler gets its turn inside a lo
 """
 
 import asyncio.events
+import gc
 import json
 import os
 import resource
@@ -53,6 +55,10 @@ class StallProbe:
         self.thread = threading.get_ident()
         self.lags: list[float] = []
         self.beating = False
+        self.collecting: float | None = None
+        self.collected = 0.0
+        """Seconds the garbage collector ran during the current step, and the generations it collected."""
+        self.generations: list[int] = []
 
     def install(self) -> None:
         original = asyncio.events.Handle._run
@@ -62,7 +68,7 @@ class StallProbe:
             if not probe.beating:
                 probe.beating = True
                 handle._loop.call_soon(probe.beat, handle._loop, time.perf_counter(), time.time() + 1)
-            probe.samples = []
+            probe.samples, probe.collected, probe.generations = [], 0.0, []
             preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
             cpu = time.thread_time()
             probe.started = started = time.perf_counter()
@@ -76,6 +82,7 @@ class StallProbe:
                     probe.record(wall, time.thread_time() - cpu, preempted)
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        gc.callbacks.append(self.on_gc)
         sys.setswitchinterval(SAMPLE_SECONDS)
         threading.Thread(target=self.sample, name="stall-sampler", daemon=True).start()
 
@@ -88,6 +95,14 @@ class StallProbe:
             frame = sys._current_frames().get(self.thread)
             if frame is not None and len(self.samples) < MAX_SAMPLES and self.started == started:
                 self.samples.append(stack(frame))
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.collecting = time.perf_counter()
+        elif self.collecting is not None:
+            self.collected += time.perf_counter() - self.collecting
+            self.generations.append(info["generation"])
+            self.collecting = None
 
     def beat(self, loop: asyncio.AbstractEventLoop, due: float, flush_at: float) -> None:
         """One heartbeat: how late it ran; the next one is due :data:`BEAT_SECONDS` from now."""
@@ -105,6 +120,8 @@ class StallProbe:
             "wall_ms": wall * 1000,
             "cpu_ms": cpu * 1000,
             "preempted": preempted,
+            "gc_ms": self.collected * 1000,
+            "gc_generations": self.generations,
             "samples": self.samples,
         }
         self.out.write(json.dumps(line) + "\n")

@@ -34,7 +34,7 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from scim import cpu_share
-from scim.store import entity_group, keys, outbox, retries, row_pages
+from scim.store import entity_group, keys, outbox, retries, row_reads
 from scim.store.contract import (
     Change,
     IndexKey,
@@ -61,7 +61,7 @@ round trip, while a 1,000-member PATCH does not put 2,000 rows at once on one pa
 2,000 entities/s per partition) and an interrupted one leaves a prefix for the re-send to complete."""
 PAGE_SIZE = 100
 """Rows per range read. A page is decoded in one go and no other request on the instance runs meanwhile: 100 user
-rows cost 1.1 ms of CPU (:mod:`scim.store.row_pages`; the SDK's decoding took 3.3, and 500 rows held the loop 28 ms,
+rows cost 1.1 ms of CPU (:mod:`scim.store.row_reads`; the SDK's decoding took 3.3, and 500 rows held the loop 28 ms,
 bench/fairness.py)."""
 CONNECTIONS = 256
 """Storage connections the process keeps open at most (aiohttp's default is 100): a 100-member group PATCH reads
@@ -423,7 +423,7 @@ class TableStore:
         while True:
             try:
                 rows, token = await self._run(
-                    lambda token=token: row_pages.read_page(table, partition, low, high, select, page_size, token)
+                    lambda token=token: row_reads.read_page(table, partition, low, high, select, page_size, token)
                 )
             except ResourceNotFoundError as exc:
                 self._check_table(exc)
@@ -441,7 +441,7 @@ class TableStore:
         """One row, or None when the row does not exist; a missing table is an outage, never "no such row"."""
         table = await self._client()
         try:
-            return await self._run(lambda: table.get_entity(partition, row_key, select=select))
+            return await self._run(lambda: row_reads.read_row(table, partition, row_key, select))
         except ResourceNotFoundError as exc:
             self._check_table(exc)
             return None

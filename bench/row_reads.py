@@ -1,4 +1,4 @@
-"""Client CPU per page of a RowKey range: the SDK's ``query_entities`` against ``scim/store/row_pages.py``.
+"""Client CPU per page of a RowKey range: the SDK's ``query_entities`` against ``scim/store/row_reads.py``.
 
 Each page read is one step of the endpoint's event loop once its answer arrives (every other tenant's request on
 the instance waits behind it), and a list, a scan, a group's members and every user's groups are such pages. This
@@ -7,8 +7,8 @@ decoding and all; Azurite is another process): 100 user rows (a page of a list o
 ``$select`` (a page of a group's members), and one reverse-membership row (a user's groups, read for every user of
 a page).
 
-    .venv/bin/python bench/row_pages.py                 # 200 pages of each (~30 s)
-    .venv/bin/python bench/row_pages.py --repeat 50
+    .venv/bin/python bench/row_reads.py                 # 200 pages of each (~30 s)
+    .venv/bin/python bench/row_reads.py --repeat 50
 """
 
 import argparse
@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scim.local import azurite  # noqa: E402
-from scim.store import row_pages  # noqa: E402
+from scim.store import row_reads  # noqa: E402
 from scim.store.tables import CLIENT_OPTIONS, _transport  # noqa: E402
 
 DOCUMENT = json.dumps(
@@ -51,7 +51,7 @@ async def sdk_page(table: TableClient, partition: str, low: str, high: str, sele
 
 
 async def our_page(table: TableClient, partition: str, low: str, high: str, select: list[str] | None) -> list[Any]:
-    return (await row_pages.read_page(table, partition, low, high, select, 100, None))[0]
+    return (await row_reads.read_page(table, partition, low, high, select, 100, None))[0]
 
 
 async def cpu_per_page(repeat: int, call: Callable[[], Awaitable[list[Any]]], rows: int) -> float:
