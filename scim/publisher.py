@@ -111,12 +111,16 @@ class Publisher:
         the pass, and the next pass (a kick or the sweep) goes on from the cursor."""
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._passes: dict[str, asyncio.Lock] = {}
+        """One pass per tenant at a time in this process: a kicked pass and the sweep's share the lease's owner, so
+        the lease alone would let the second take over the first's lease and send its events again."""
 
     async def publish(self, tenant: str) -> PassReport:
         """One pass for ``tenant`` (module docstring). Raises StoreUnavailable when storage or the queue fails;
         what was sent before the failure may be sent again by the next pass."""
-        with retries.request_budget(self._budget):
-            return await self._pass(tenant)
+        async with self._passes.setdefault(tenant, asyncio.Lock()):
+            with retries.request_budget(self._budget):
+                return await self._pass(tenant)
 
     async def _pass(self, tenant: str) -> PassReport:
         report = PassReport(tenant)

@@ -602,3 +602,31 @@ async def test_events_the_previous_version_left_unsent_are_published_in_order_af
     assert (await store.point_read(partition, second["RowKey"]))[outbox.QUEUED] is True
     assert await rows_of(store, tenant, keys.PENDING_PREFIX) == []
     assert (await publisher.publish(tenant)).sent == 0
+
+
+async def test_passes_of_one_publisher_for_one_tenant_run_one_at_a_time(store: TableStore, event_queue: EventQueue):
+    """A kicked pass and the timer's sweep of the same process share its lease owner, so the lease alone cannot keep
+    them apart: they must not both send the tenant's events."""
+    client = writer(store)
+    tenant = tenant_of(client)
+    for i in range(30):
+        await client.create_user(f"p{i}@example.com")
+    publisher = Publisher(store, SlowQueue(event_queue))  # the first pass is still sending when the second begins
+    first = asyncio.create_task(publisher.publish(tenant))
+    await asyncio.sleep(0.2)
+    second = await publisher.publish(tenant)
+    assert ((await first).sent, second.sent) == (30, 0)
+
+
+class SlowQueue:
+    """A queue whose sends take half a second: the pass that makes them holds its lease meanwhile."""
+
+    def __init__(self, queue: EventQueue) -> None:
+        self._queue = queue
+
+    async def send(self, message: str) -> None:
+        await asyncio.sleep(0.5)
+        await self._queue.send(message)
+
+    async def close(self) -> None:
+        await self._queue.close()
