@@ -289,7 +289,10 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
             for step in chosen:
                 places = Counter(where(sample) for sample in step["samples"]).most_common(2)
                 said = "; ".join(f"{place} ({n})" for place, n in places) or "no sample"
-                collected = f" gc{max(step['gc_generations'])} {step['gc_ms']:.1f} ms" if step["gc_generations"] else ""
+                collected = ""
+                if step["gc_generations"]:
+                    generation, garbage = max(step["gc_generations"]), step["gc_garbage"]
+                    collected = f" gc{generation} {step['gc_ms']:.1f} ms ({garbage} freed)"
                 print(
                     f"    {title:<9}{step['wall_ms']:6.1f} ms wall{step['cpu_ms']:6.1f} ms CPU"
                     f"{step['preempted']:3d} preempted{collected}  {said}"

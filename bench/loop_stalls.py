@@ -8,10 +8,10 @@ Every step of the loop is timed (``asyncio.events.Handle._run``, wall and thread
 at the loop's thread every :data:`SAMPLE_SECONDS` and, while a step has run for over a millisecond, records its
 stack, so that a long step comes with what ran in it, not only where it stopped. Each step of at least
 ``SCIM_STALLS_MS`` (default 5) is appended to ``SCIM_STALLS_OUT`` as a JSON line: its end (``time.time()``), wall and
-CPU milliseconds, how many times the OS preempted the loop's thread during it, the garbage collector's time in it
-and the generations it collected, and its sampled stacks, innermost frame last. A step's wall time includes the
-time the thread waited for a core (the machine is shared, and Azurite runs on it); its CPU time does not: a long
-step with little CPU was the OS's doing, not the instance's.
+CPU milliseconds, how many times the OS preempted the loop's thread during it, the garbage collector's time in it,
+the generations it collected and the unreachable objects it found, and its sampled stacks, innermost frame last. A
+step's wall time includes the time the thread waited for a core (the machine is shared, and Azurite runs on it); its
+CPU time does not: a long step with little CPU was the OS's doing, not the instance's.
 
 A heartbeat also asks the loop for a callback every :data:`BEAT_SECONDS` and records how late it ran: the wait of
 any request's step for the loop, whatever held it (one long step or many short ones ahead in its queue). The lags
@@ -59,6 +59,8 @@ class StallProbe:
         self.collected = 0.0
         """Seconds the garbage collector ran during the current step, and the generations it collected."""
         self.generations: list[int] = []
+        self.garbage = 0
+        """Unreachable objects the collector found in the current step."""
 
     def install(self) -> None:
         original = asyncio.events.Handle._run
@@ -68,7 +70,7 @@ class StallProbe:
             if not probe.beating:
                 probe.beating = True
                 handle._loop.call_soon(probe.beat, handle._loop, time.perf_counter(), time.time() + 1)
-            probe.samples, probe.collected, probe.generations = [], 0.0, []
+            probe.samples, probe.collected, probe.generations, probe.garbage = [], 0.0, [], 0
             preempted = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
             cpu = time.thread_time()
             probe.started = started = time.perf_counter()
@@ -102,6 +104,7 @@ class StallProbe:
         elif self.collecting is not None:
             self.collected += time.perf_counter() - self.collecting
             self.generations.append(info["generation"])
+            self.garbage += info["collected"]
             self.collecting = None
 
     def beat(self, loop: asyncio.AbstractEventLoop, due: float, flush_at: float) -> None:
@@ -122,6 +125,7 @@ class StallProbe:
             "preempted": preempted,
             "gc_ms": self.collected * 1000,
             "gc_generations": self.generations,
+            "gc_garbage": self.garbage,
             "samples": self.samples,
         }
         self.out.write(json.dumps(line) + "\n")

@@ -19,7 +19,7 @@ from scim2_models import Context, PatchOp, ResponseParameters
 
 from scim import declarations, documents, entra, errors, extensions, indexes, protocol
 from scim.changes import ChangeRecorder
-from scim.concurrent import all_of, both
+from scim.concurrent import all_of, both, map_bounded
 from scim.errors import ScimError
 from scim.filters import ParsedFilter, fold, parse_filter
 from scim.membership import MembershipChange, member_entries, split_members
@@ -277,19 +277,18 @@ class GroupService:
         unsafe = [member_id for member_id in unique if not protocol.is_safe_id(member_id)]
         if unsafe:
             raise errors.invalid_value("Members must be ids of existing Users or Groups")
-        semaphore = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
-        async def resolve(member_id: str, display: str | None) -> Member | None:
-            async with semaphore:
-                for resource_type in ("User", "Group"):
-                    found = await self._store.get(tenant, resource_type, member_id)
-                    if found is not None:
-                        name = found.document.get("displayName") or found.document.get("userName")
-                        return Member(member_id, resource_type, display or name)
+        async def resolve(entry: tuple[str, str | None]) -> Member | None:
+            member_id, display = entry
+            for resource_type in ("User", "Group"):
+                found = await self._store.get(tenant, resource_type, member_id)
+                if found is not None:
+                    name = found.document.get("displayName") or found.document.get("userName")
+                    return Member(member_id, resource_type, display or name)
             return None
 
         try:
-            resolved = await asyncio.gather(*(resolve(i, d) for i, d in unique.items()))
+            resolved = await map_bounded(resolve, list(unique.items()), LOOKUP_CONCURRENCY)
         except StoreError as exc:
             raise protocol.store_error(exc) from exc
         missing = [member_id for member_id, member in zip(unique, resolved, strict=True) if member is None]

@@ -34,6 +34,7 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from scim import cpu_share
+from scim.concurrent import map_bounded
 from scim.store import entity_group, keys, outbox, retries, row_reads
 from scim.store.contract import (
     Change,
@@ -494,13 +495,11 @@ class TableStore:
 
     async def present(self, partition: str, row_keys: Sequence[str]) -> list[str]:
         """Which of these rows exist, by concurrent point reads of their keys only."""
-        semaphore = asyncio.Semaphore(READ_CONCURRENCY)
 
         async def exists(row_key: str) -> bool:
-            async with semaphore:
-                return await self.point_read(partition, row_key, select=["RowKey"]) is not None
+            return await self.point_read(partition, row_key, select=["RowKey"]) is not None
 
-        found = await asyncio.gather(*(exists(row_key) for row_key in row_keys))
+        found = await map_bounded(exists, row_keys, READ_CONCURRENCY)
         return [row_key for row_key, there in zip(row_keys, found, strict=True) if there]
 
     async def transact(
