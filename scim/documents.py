@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from scim2_models import Context, PatchOp, Resource, ResponseParameters, SCIMException
 
 from scim import cpu_share, errors, extensions, protocol
+from scim.parametrized import parametrized
 from scim.schemas import ENTRA_POLICY
 from scim.store.contract import StoredResource
 
@@ -33,7 +34,8 @@ def parse(model: type[ResourceT], payload: dict[str, Any], context: Context) -> 
 def parse_patch(model: type[ResourceT], payload: dict[str, Any]) -> "PatchOp[ResourceT]":
     try:
         with ENTRA_POLICY:
-            return PatchOp[model].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)  # type: ignore[valid-type]
+            patch_model = parametrized(PatchOp, model)
+            return patch_model.model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
     except (SCIMException, ValidationError) as exc:
         raise errors.from_validation(exc) from exc
 

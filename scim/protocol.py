@@ -13,6 +13,7 @@ from scim2_models import ResponseParameters, SCIMException
 
 from scim import cpu_share, errors
 from scim.errors import ScimError
+from scim.parametrized import parametrized
 from scim.schemas import MAX_RESULTS
 from scim.store.contract import ResourceChanged, ResourceTooLarge, StoredResource, StoreError, UniqueKeyTaken
 from scim.store.tables import TableStore
@@ -112,7 +113,7 @@ def response_parameters(query: Mapping[str, str], model: type[Any]) -> ResponseP
     if not attributes and not excluded:
         return None
     try:
-        return ResponseParameters[model](  # type: ignore[valid-type]
+        return parametrized(ResponseParameters, model)(
             attributes=_distinct(_strip_filters(attributes)), excluded_attributes=_distinct(_strip_filters(excluded))
         )
     except (SCIMException, ValidationError, ValueError) as exc:
