@@ -406,9 +406,9 @@ def main() -> int:
         for server in servers:
             server.close()
         azurite.stop(process)
-    if args.stalls:
-        stall_report(stalls, windows, args.stalls_ms)
-    stalls.unlink()
+        if args.stalls and windows.get("alone"):
+            stall_report(stalls, windows, args.stalls_ms)
+        stalls.unlink()
     print("load average at end:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
