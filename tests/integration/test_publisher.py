@@ -630,3 +630,21 @@ class SlowQueue:
 
     async def close(self) -> None:
         await self._queue.close()
+
+
+async def test_retention_keeps_an_unsent_event_and_the_later_ones_of_its_partition(store: TableStore):
+    """Three events past the retention; the first and the third were sent (their pending rows gone), the second was
+    not: only the first goes. The third waits for the second (retention reads one pending row per partition)."""
+    client = writer(store)
+    tenant = tenant_of(client)
+    for i in range(3):
+        await client.create_user(f"k{i}@example.com")
+    pending, _ = await publishing.pending(store, tenant, "", 100)
+    await publishing.sent(store, [pending[0], pending[2]])
+    later = outbox.horizon(-60.0)  # a minute from now: all three are "past the retention"
+    assert await publishing.delete_sent_before(store, tenant, later, 100) == 1
+    left = [row["RowKey"].split(":", 1)[1] for row in await rows_of(store, tenant, keys.EVENT_PREFIX)]
+    assert left == [pending[1].position, pending[2].position]
+    await publishing.sent(store, [pending[1]])
+    assert await publishing.delete_sent_before(store, tenant, later, 100) == 2
+    assert await rows_of(store, tenant, keys.EVENT_PREFIX) == []
