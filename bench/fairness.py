@@ -25,6 +25,12 @@ With ``--stalls`` the victim's instance runs through ``bench/loop_stalls.py``, a
 loop's steps of 5 ms or more (``--stalls-ms``): how many, the longest (wall and CPU time), and the code that was
 running in them (sampled stacks: the innermost frame of ``scim/`` and what it had called).
 
+The attacking clients run in a process of their own, so that reading their answers never holds up the loop that
+times the victim. With ``--pin`` the victim's instance gets one CPU, shared only with the victim's client (light, and
+the same in every phase), and everything else (Azurite, the second instance, the attacking clients) the others, as in
+Azure, where an instance has its own cores and Table Storage and the clients are elsewhere: the instance's own
+fairness, without the shared machine's. Without it all of them share every CPU.
+
 ``--attack issue`` sends the red team's request instead (``attributes`` naming ``userName`` 21,000 times), which
 the endpoint now refuses; with ``--code DIR`` the script measures another checkout the same way. It prints the
 server CPU per attacking request (from ``/proc``), the victim's latencies and their ratios.
@@ -32,12 +38,14 @@ server CPU per attacking request (from ``/proc``), the victim's latencies and th
     .venv/bin/python bench/fairness.py --seconds 15
     .venv/bin/python bench/fairness.py --seconds 10 --each
     .venv/bin/python bench/fairness.py --seconds 10 --each --stalls
+    .venv/bin/python bench/fairness.py --seconds 10 --each --pin
     .venv/bin/python bench/fairness.py --attack issue --code /tmp/before
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -98,6 +106,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose server is measured")
     parser.add_argument("--stalls", action="store_true", help="report each phase's longest event-loop steps")
     parser.add_argument("--stalls-ms", type=float, default=5.0, help="the shortest step --stalls reports")
+    parser.add_argument("--pin", action="store_true", help="one CPU for the victim's instance, the rest for the others")
     return parser.parse_args()
 
 
@@ -194,26 +203,70 @@ def percentile(values: list[float], share: float) -> float:
 async def attacked(
     me: httpx.AsyncClient,
     table: TableClient,
-    them: httpx.AsyncClient,
+    target: str,
+    headers: dict[str, str],
     shapes: list[Shape],
     user_name: str,
     args: argparse.Namespace,
 ) -> Series:
-    """The victim's latencies while the attackers send ``shapes`` (each client starts at a different one)."""
-    stop = asyncio.Event()
-    workers = [
-        asyncio.create_task(attacker(them, shapes[k % len(shapes) :] + shapes[: k % len(shapes)], stop))
-        for k in range(args.attackers)
-    ]
-    await asyncio.sleep(1)
-    series = await victim(me, table, user_name, args.seconds)
-    stop.set()
-    statuses: dict[str, int] = {}
-    for result in await asyncio.gather(*workers):
-        for key, count in result.items():
-            statuses[key] = statuses.get(key, 0) + count
+    """The victim's latencies while the attackers send ``shapes`` to ``target`` (each client starts at a different
+    one), from a process of their own."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop, results = context.Event(), context.Event(), context.Queue()
+    process = context.Process(
+        target=attack_process, args=(target, headers, shapes, args.attackers, set(OTHER_CPUS), ready, stop, results)
+    )
+    process.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("the attacking process did not start")
+        await asyncio.sleep(1)
+        series = await victim(me, table, user_name, args.seconds)
+    finally:
+        stop.set()
+    statuses: dict[str, int] = await asyncio.to_thread(results.get, True, TIMEOUT * 2)
+    await asyncio.to_thread(process.join, 10)
     print(f"    attacking requests answered: {statuses}")
     return series
+
+
+def attack_process(
+    target: str,
+    headers: dict[str, str],
+    shapes: list[Shape],
+    clients: int,
+    cpus: set[int] | None,
+    ready: Any,
+    stop: Any,
+    results: Any,
+) -> None:
+    """The attacking tenant's clients, in a process of their own so that reading their answers (a 1,000-member
+    group, 200 users) never holds up the loop that times the victim; with ``--pin``, on the CPUs that are not the
+    victim instance's."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    results.put(asyncio.run(_attack(target, headers, shapes, clients, ready, stop)))
+
+
+async def _attack(
+    target: str, headers: dict[str, str], shapes: list[Shape], clients: int, ready: Any, stop: Any
+) -> dict[str, int]:
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(base_url=target, headers=headers, timeout=TIMEOUT, limits=limits) as them:
+        done = asyncio.Event()
+        watcher = asyncio.create_task(asyncio.to_thread(stop.wait))
+        watcher.add_done_callback(lambda _: done.set())
+        ready.set()
+        workers = [
+            asyncio.create_task(attacker(them, shapes[k % len(shapes) :] + shapes[: k % len(shapes)], done))
+            for k in range(clients)
+        ]
+        statuses: dict[str, int] = {}
+        for result in await asyncio.gather(*workers):
+            for key, count in result.items():
+                statuses[key] = statuses.get(key, 0) + count
+        await watcher
+        return statuses
 
 
 async def setup(them: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list[str], str, str]:
@@ -364,26 +417,41 @@ async def run(
             windows[label] = (started, time.time())
 
         await phase("alone", victim(me, table, user_name, args.seconds))
-        await phase("attacked (mix)", attacked(me, table, them, shapes, user_name, args))
+        here = server.base_url
+        await phase("attacked (mix)", attacked(me, table, here, theirs, shapes, user_name, args))
         if other is not None:
-            async with httpx.AsyncClient(
-                base_url=other.base_url, headers=theirs, timeout=TIMEOUT, limits=limits
-            ) as elsewhere:
-                control = attacked(me, table, elsewhere, shapes, user_name, args)
-                await phase("control: mix on another instance", control)
+            control = attacked(me, table, other.base_url, theirs, shapes, user_name, args)
+            await phase("control: mix on another instance", control)
         if args.each:
             for shape in SHAPES:
                 chosen = [s for s in shapes if s[0] == shape]
                 if chosen:
-                    await phase(f"attacked ({shape} only)", attacked(me, table, them, chosen, user_name, args))
+                    await phase(f"attacked ({shape} only)", attacked(me, table, here, theirs, chosen, user_name, args))
     for name in ("ServiceProviderConfig", "filter-GET", "Azurite point read"):
         report(name, phases)
+
+
+OTHER_CPUS: set[int] = set()
+"""With ``--pin``, the CPUs of everything but the victim's instance and client."""
+
+
+def pin(server: LocalServer, cpu: int) -> None:
+    """Every thread of the instance onto ``cpu``; threads it starts later inherit it."""
+    assert server.process is not None
+    for task in os.listdir(f"/proc/{server.process.pid}/task"):
+        os.sched_setaffinity(int(task), {cpu})
 
 
 def main() -> int:
     args = parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]), f"| cpus {os.cpu_count()}")
     print("load average at start:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin:
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs two CPUs")
+        os.sched_setaffinity(0, set(cpus[1:]))  # inherited by Azurite, the instances and this script's threads
+        print(f"pinned: the victim's instance on CPU {cpus[0]}, everything else on {cpus[1:]}")
     port = azurite.free_port()
     process = azurite.start(port)
     servers: list[LocalServer] = []
@@ -400,7 +468,12 @@ def main() -> int:
                 server.command = [sys.executable, str(BENCH_DIR / "loop_stalls.py")]
                 server.env.update(SCIM_STALLS_OUT=str(stalls), SCIM_STALLS_MS=str(args.stalls_ms))
             server.start()
+            if args.pin and not servers:
+                pin(server, cpus[0])
             servers.append(server)
+        if args.pin:
+            OTHER_CPUS.update(cpus[1:])
+            os.sched_setaffinity(0, {cpus[0]})  # the victim's client beside its instance: light, the same every phase
         asyncio.run(run(args, servers[0], servers[1] if len(servers) > 1 else None, attacker_token, windows))
     finally:
         for server in servers:
