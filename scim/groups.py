@@ -17,7 +17,7 @@ from typing import Any
 
 from scim2_models import Context, PatchOp, ResponseParameters
 
-from scim import declarations, documents, entra, errors, extensions, indexes, protocol
+from scim import cpu_share, declarations, documents, entra, errors, extensions, indexes, protocol
 from scim.changes import ChangeRecorder
 from scim.concurrent import all_of, both, map_bounded
 from scim.errors import ScimError
@@ -288,7 +288,8 @@ class GroupService:
             return None
 
         try:
-            resolved = await map_bounded(resolve, list(unique.items()), LOOKUP_CONCURRENCY)
+            items = list(unique.items())
+            resolved = await map_bounded(resolve, items, cpu_share.read_workers(len(items), LOOKUP_CONCURRENCY))
         except StoreError as exc:
             raise protocol.store_error(exc) from exc
         missing = [member_id for member_id, member in zip(unique, resolved, strict=True) if member is None]

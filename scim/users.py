@@ -11,9 +11,9 @@ from typing import Any
 
 from scim2_models import Context, ResponseParameters
 
-from scim import declarations, documents, entra, errors, extensions, indexes, protocol
+from scim import cpu_share, declarations, documents, entra, errors, extensions, indexes, protocol
 from scim.changes import ChangeRecorder
-from scim.concurrent import all_of, both
+from scim.concurrent import all_of, both, map_bounded
 from scim.errors import ScimError
 from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
 from scim.protocol import Page, Rendered
@@ -165,7 +165,11 @@ class UserService:
                     total, found = await self._list_all(tenant, page)
                 else:
                     total, found = await self._list_scanned(tenant, parsed, page)
-                groups = await all_of([self._groups(tenant, s.resource_id, query, base_url) for s in found])
+                groups = await map_bounded(
+                    lambda s: self._groups(tenant, s.resource_id, query, base_url),
+                    found,
+                    cpu_share.read_workers(len(found), len(found)),
+                )
         except (StoreUnavailable, ResourceChanged, ResourceTooLarge) as exc:
             raise protocol.store_error(exc) from exc
         resources = await protocol.render_each(

@@ -499,7 +499,7 @@ class TableStore:
         async def exists(row_key: str) -> bool:
             return await self.point_read(partition, row_key, select=["RowKey"]) is not None
 
-        found = await map_bounded(exists, row_keys, READ_CONCURRENCY)
+        found = await map_bounded(exists, row_keys, cpu_share.read_workers(len(row_keys), READ_CONCURRENCY))
         return [row_key for row_key, there in zip(row_keys, found, strict=True) if there]
 
     async def transact(

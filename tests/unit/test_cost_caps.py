@@ -231,3 +231,17 @@ async def test_a_tenants_storage_calls_hold_at_most_their_share_of_the_connectio
     answer.set()
     await asyncio.wait_for(asyncio.gather(*held, extra), 5)
     assert started[-1] == "extra"
+
+
+async def test_reads_get_the_heavy_requests_few_workers_once_they_must_be_heavy():
+    assert cpu_share.read_workers(100, 100) == 100  # Entra's 100-member batch: one round trip
+    assert cpu_share.read_workers(cpu_share.LIGHT_STORAGE_CALLS, 100) == 100
+    heavy = cpu_share.HEAVY_STORAGE_CALLS_PER_TENANT
+    assert cpu_share.read_workers(cpu_share.LIGHT_STORAGE_CALLS + 1, 100) == heavy  # will be heavy
+    assert cpu_share.read_workers(1000, 8) == 8  # never more than asked for
+    async with cpu_share.request(f"t{secrets.token_hex(4)}", lambda: False):
+        assert cpu_share.read_workers(60, 60) == 60
+        for _ in range(cpu_share.LIGHT_TURNS + 1):
+            async with cpu_share.turn():
+                pass
+        assert cpu_share.read_workers(60, 60) == heavy  # heavy already
