@@ -22,7 +22,6 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import DecodeError
@@ -31,6 +30,8 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables._error import _decode_error, _validate_tablename_error
 from azure.data.tables._serialize import _add_entity_properties
 from azure.data.tables.aio import TableClient
+
+from scim.store import keys
 
 _METHODS = {"create": "POST", "delete": "DELETE"}
 
@@ -91,7 +92,7 @@ def _request(table_url: str, operation: Any, api_version: str) -> str:
         url, method = table_url, "POST"
         headers.append("Prefer: return-no-content")
     else:
-        url = f"{table_url}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
+        url = table_url + keys.entity_address(entity["PartitionKey"], entity["RowKey"])
         method = _METHODS.get(kind) or ("PUT" if mode == UpdateMode.REPLACE else "PATCH")
         if kind != "upsert":
             headers.append(f"If-Match: {_if_match(options)}")
@@ -100,11 +101,6 @@ def _request(table_url: str, operation: Any, api_version: str) -> str:
     content = serialize(entity)
     headers += ["Content-Type: application/json", f"Content-Length: {len(content.encode('utf-8'))}"]
     return f"{method} {url} HTTP/1.1\r\n" + "\r\n".join(headers) + f"\r\n\r\n{content}"
-
-
-def _key(value: str) -> str:
-    """A key inside the OData address ``(PartitionKey='…',RowKey='…')``: quotes doubled, then URL-encoded."""
-    return quote(value.replace("'", "''"), safe="")
 
 
 def _if_match(options: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ characters) and its 1 KiB key limit away from anything a client sends.
 """
 
 import hashlib
+from urllib.parse import quote
 
 RESOURCE_PREFIX = "id:"
 INDEX_PREFIX = "ix:"
@@ -70,3 +71,13 @@ def pending_row_key(position: str) -> str:
     """The queue publisher's to-do list: an event that has yet to reach the queue has a row here beside its ``ev:``
     row, so a publisher reads only what it has to send, never the events it sent before."""
     return f"{PENDING_PREFIX}{position}"
+
+
+def entity_address(partition: str, row_key: str) -> str:
+    """A row's address in Table Storage's OData URLs, ``(PartitionKey='…',RowKey='…')``: quotes doubled, then
+    URL-encoded, as the SDK writes it; shared by the store's own reads and transactions."""
+    return f"(PartitionKey='{_quoted(partition)}',RowKey='{_quoted(row_key)}')"
+
+
+def _quoted(value: str) -> str:
+    return quote(value.replace("'", "''"), safe="")

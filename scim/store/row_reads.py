@@ -30,7 +30,6 @@ own calls on Azurite, so an upgrade of the pinned SDK that moves the private nam
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
 
 from azure.core.exceptions import DecodeError
 from azure.core.rest import HttpRequest
@@ -38,6 +37,8 @@ from azure.data.tables import TableEntity
 from azure.data.tables._deserialize import _convert_to_entity
 from azure.data.tables._error import _decode_error
 from azure.data.tables.aio import TableClient
+
+from scim.store import keys
 
 Token = tuple[str, str]
 """Where the next page starts: Table Storage's next PartitionKey and next RowKey."""
@@ -73,8 +74,9 @@ async def read_row(
     table: TableClient, partition: str, row_key: str, select: Sequence[str] | None = None
 ) -> TableEntity | None:
     """One row, or None when the table has no such row (a missing *table* is the SDK's error, as before)."""
-    address = f"(PartitionKey='{_key(partition)}',RowKey='{_key(row_key)}')"
-    response = await _get(table, address, {"$select": ",".join(select)} if select else {})
+    response = await _get(
+        table, keys.entity_address(partition, row_key), {"$select": ",".join(select)} if select else {}
+    )
     if response.status_code == 200:
         return decode_row(response.content)
     if response.status_code == 404 and _error_code(response.content) == "ResourceNotFound":
@@ -141,11 +143,6 @@ def _entity(row: dict[str, Any]) -> TableEntity:
             entity[name] = value
     entity._metadata = {"etag": etag, "timestamp": None}
     return entity
-
-
-def _key(value: str) -> str:
-    """A key inside the OData address ``(PartitionKey='…',RowKey='…')``: quotes doubled, then URL-encoded."""
-    return quote(value.replace("'", "''"), safe="")
 
 
 def _quoted(value: str) -> str:
