@@ -223,6 +223,21 @@ async def turn() -> AsyncIterator[None]:
         turns.release()
 
 
+@asynccontextmanager
+async def turn_if(costly: bool) -> AsyncIterator[None]:
+    """A slice of work that is ``costly`` (reading a 1,000-member body) runs in a turn and in a step of the loop of
+    its own: a :func:`turn` alone ends the step after the slice, but the slice would still share its first step
+    with whatever the request did before (parsing that body). Work that is not costly runs inline, with no turn and
+    no await, so that Entra's usual requests (a lookup, a 100-member PATCH) never queue behind other tenants'
+    slices for work that costs next to nothing."""
+    if not costly:
+        yield
+        return
+    async with turn():
+        await asyncio.sleep(0)
+        yield
+
+
 async def answer_turn() -> None:
     """Before a heavy request decodes a storage answer (the SDK's parsing and the caller's work up to its next
     await, a millisecond or more per call), wait for its turn like any other slice; light requests go straight on."""

@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import math
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ ResourceService = UserService | GroupService
 
 log = logging.getLogger("scim.request")
 _JSON_MEDIA_TYPES = ("application/scim+json", "application/json")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""The JSON escape of a surrogate code point (``\\ud800`` to ``\\udfff``), paired or not."""
 _SEARCH_PARAMETERS = ("attributes", "excludedAttributes", "filter", "startIndex", "count")
 _RESOURCE_METHODS = {"collection": ("GET", "POST"), "item": ("GET", "PUT", "PATCH", "DELETE")}
 MAX_JSON_DEPTH = 64
@@ -344,7 +347,7 @@ def _json_body(request: ScimRequest) -> Any:
         body = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_object)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge integers
         raise errors.invalid_syntax("The request body is not valid JSON") from exc
-    _check_values(body)
+    _check_values(body, text)
     return body
 
 
@@ -363,15 +366,24 @@ def _finite(text: str) -> float:
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose attribute names differ from each other case-insensitively, as SCIM reads them; otherwise one
-    of two spellings (``members`` and ``Members``) would silently win and the other be ignored."""
-    names = {name.lower() for name, _ in pairs}
-    if len(names) != len(pairs):
+    of two spellings (``members`` and ``Members``) would silently win and the other be ignored. Called once per
+    object of the body: a one-name object (each ``{"value": id}`` of a 1,000-member PATCH) cannot repeat a name, and
+    an exact repeat already shows as a shorter dict, so only the rest build the set of lower-cased names."""
+    document = dict(pairs)
+    if len(pairs) > 1 and (len(document) != len(pairs) or len(set(map(str.lower, document))) != len(pairs)):
         raise errors.invalid_syntax("An object in the request body names the same attribute twice")
-    return dict(pairs)
+    return document
 
 
-def _check_values(body: Any) -> None:
-    """Depth and text checks over the parsed body, iteratively, so that the check itself cannot recurse too deep."""
+def _check_values(body: Any, text: str) -> None:
+    """Depth and text checks over the parsed body ``text``, iteratively, so that the check itself cannot recurse too
+    deep. A string of the body can only hold a surrogate that its text escaped (``\\ud800``): the text was decoded
+    from strict UTF-8, which has none, and the parser joins an escaped pair into one character. So a body without
+    such an escape (every body Entra sends bar an escaped emoji) needs only its depth checked, container by
+    container: walking each string of a 1,000-member PATCH took 1 ms of the loop, a step that held every tenant."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        _check_depth(body)
+        return
     pending: list[tuple[Any, int]] = [(body, 1)]
     while pending:
         value, depth = pending.pop()
@@ -380,9 +392,29 @@ def _check_values(body: Any) -> None:
                 raise errors.invalid_value("The request body holds a string that is not valid Unicode text")
         elif isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
-                raise errors.invalid_syntax(f"The request body may nest at most {MAX_JSON_DEPTH} levels deep")
+                raise _too_deep()
             items = [*value, *value.values()] if isinstance(value, dict) else value
             pending.extend((item, depth + 1) for item in items)
+
+
+def _check_depth(body: Any) -> None:
+    """No array or object deeper than :data:`MAX_JSON_DEPTH`, walked one level at a time over containers only."""
+    level = [body] if isinstance(body, dict | list) else []
+    depth = 1
+    while level:
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        level = [
+            item
+            for value in level
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+        depth += 1
+
+
+def _too_deep() -> ScimError:
+    return errors.invalid_syntax(f"The request body may nest at most {MAX_JSON_DEPTH} levels deep")
 
 
 def _search_query(body: Any) -> dict[str, str]:

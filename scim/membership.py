@@ -25,6 +25,9 @@ from scim.errors import invalid_path, invalid_value
 MAX_MEMBERS_PER_OPERATION = 1000
 """The most members one operation may name, in a value list or in a ``members[value eq …]`` filter; Entra sends
 batches far smaller than this. Each named member costs store reads or writes, so this bounds what one request costs."""
+_LOWER_CASE_MEMBER_KEYS = frozenset({"value", "display", "$ref", "type"})
+"""A member object already spelt this way (Entra's ``{"$ref": null, "value": id}`` is) is read as it is: copying
+each of 1,000 members into a lower-cased dict was a third of a millisecond of the loop."""
 
 
 @dataclass
@@ -70,6 +73,16 @@ def split_members(operations: list[dict[str, Any]]) -> tuple[MembershipChange, l
     return change, others
 
 
+def named_members(operations: list[dict[str, Any]]) -> int:
+    """How many members the value lists of ``members`` operations hold, counted without reading them: whether
+    reading them is a slice of CPU worth a turn of its own (:func:`scim.cpu_share.turn_if`)."""
+    return sum(
+        len(value)
+        for operation in operations
+        if is_members_path(operation.get("path")) and isinstance(value := operation.get("value"), list)
+    )
+
+
 def member_entries(value: Any) -> list[tuple[str, str | None]]:
     """``(id, display)`` of each member in a value list, as sent on POST, PUT and PATCH."""
     if isinstance(value, dict):
@@ -80,7 +93,10 @@ def member_entries(value: Any) -> list[tuple[str, str | None]]:
         raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be given at once")
     entries: list[tuple[str, str | None]] = []
     for item in value:
-        lowered = {k.lower(): v for k, v in item.items()} if isinstance(item, dict) else {}
+        if isinstance(item, dict):
+            lowered = item if item.keys() <= _LOWER_CASE_MEMBER_KEYS else {k.lower(): v for k, v in item.items()}
+        else:
+            lowered = {}
         member_id = lowered.get("value")
         if not isinstance(member_id, str) or not member_id:
             raise invalid_value("Each member needs a string value (the member's id)")

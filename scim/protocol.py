@@ -21,7 +21,7 @@ from scim.store.tables import TableStore
 T = TypeVar("T")
 R = TypeVar("R")
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-_SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_SAFE_ID = re.compile("[a-zA-Z0-9_-]{1,64}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _MAX_DIGITS = 18
@@ -170,8 +170,9 @@ def _strip_filters(paths: str | None) -> str | None:
 
 
 def is_safe_id(resource_id: str) -> bool:
-    """Ids this service issues are hex; anything else cannot exist, so it never reaches a storage key."""
-    return 0 < len(resource_id) <= 64 and all(char in _SAFE_ID for char in resource_id)
+    """Ids this service issues are hex; anything else cannot exist, so it never reaches a storage key. (One regular
+    expression, not a loop over the characters: a 1,000-member PATCH checks 1,000 ids in one step of the loop.)"""
+    return _SAFE_ID.fullmatch(resource_id) is not None
 
 
 def has_lone_surrogate(text: str) -> bool:
