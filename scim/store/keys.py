@@ -5,6 +5,7 @@ characters) and its 1 KiB key limit away from anything a client sends.
 """
 
 import hashlib
+import re
 from urllib.parse import quote
 
 RESOURCE_PREFIX = "id:"
@@ -80,4 +81,13 @@ def entity_address(partition: str, row_key: str) -> str:
 
 
 def _quoted(value: str) -> str:
+    """Our own keys (hex ids, prefixes and ``:``) hold only characters URL-encoding leaves alone, and ``:``: those
+    are written straight, as ``quote`` writes them; ``quote`` itself walks a key character by character in Python,
+    and 200 of them were half the CPU of encoding a 100-row membership transaction, in one step of the loop."""
+    if _PLAIN.fullmatch(value):
+        return value.replace(":", "%3A")
     return quote(value.replace("'", "''"), safe="")
+
+
+_PLAIN = re.compile("[A-Za-z0-9_.~:-]*")
+"""URL-encoding's unreserved characters (``quote`` never encodes them) and ``:`` (which it writes ``%3A``)."""
