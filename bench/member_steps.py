@@ -42,8 +42,14 @@ BASE_URL = "http://127.0.0.1/scim/v2"
 class Step:
     cpu_ms: float
     gc_ms: float
+    oldest: int
+    """The oldest generation the garbage collector collected in the step (-1: none)."""
     started: str
     stopped: str
+
+    @property
+    def generation(self) -> str:
+        return f" gc{self.oldest}" if self.oldest >= 0 else ""
 
     @property
     def work_ms(self) -> float:
@@ -61,6 +67,7 @@ class StepProbe:
     """The script's own task, whose bookkeeping between requests is not theirs."""
     collected: float = 0.0
     collecting: float | None = None
+    oldest: int = -1
 
     def install(self) -> None:
         original = asyncio.events.Handle._run
@@ -71,22 +78,23 @@ class StepProbe:
                 original(handle)
                 return
             started = where(handle)
-            probe.collected = 0.0
+            probe.collected, probe.oldest = 0.0, -1
             cpu = time.thread_time()
             try:
                 original(handle)
             finally:
                 spent = (time.thread_time() - cpu) * 1000
-                probe.steps.append(Step(spent, probe.collected * 1000, started, where(handle)))
+                probe.steps.append(Step(spent, probe.collected * 1000, probe.oldest, started, where(handle)))
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
         gc.callbacks.append(self.on_gc)
 
-    def on_gc(self, phase: str, _: dict[str, int]) -> None:
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self.collecting = time.thread_time()
         elif self.collecting is not None:
             self.collected += time.thread_time() - self.collecting
+            self.oldest = max(self.oldest, info["generation"])
             self.collecting = None
 
 
@@ -180,7 +188,8 @@ async def measure(args: argparse.Namespace, connection: str) -> None:
     probe.install()
     probe.ignored = asyncio.current_task()
     turns = TurnCounter()
-    print(f"{'request':28} {'turns':>5} {'steps':>6}  {'work':>5}  the longest steps' CPU ms (of which gc)")
+    heading = "the longest steps' CPU ms (of which gc; gcN: the oldest generation collected)"
+    print(f"{'request':28} {'turns':>5} {'steps':>6}  {'work':>5}  {heading}")
     every: dict[str, list[list[Step]]] = {}
     for _ in range(args.repeat):
         for name, method, path, body in sent:
@@ -192,7 +201,7 @@ async def measure(args: argparse.Namespace, connection: str) -> None:
             every.setdefault(name, []).append(probe.steps)
             longest = sorted(probe.steps, key=lambda step: step.cpu_ms, reverse=True)[: args.top]
             work = max(step.work_ms for step in probe.steps)
-            shown = ", ".join(f"{s.cpu_ms:.2f} ({s.gc_ms:.1f})" for s in longest)
+            shown = ", ".join(f"{s.cpu_ms:.2f} ({s.gc_ms:.1f}{s.generation})" for s in longest)
             print(f"{name:28} {turns.count:5} {len(probe.steps):6}  {work:5.2f}  {shown}")
     print("\nper request, the median over the runs of its longest step's own work (CPU less garbage collection), and")
     print("where the longest steps' own work ran (started => stopped), each place's longest and how often it ran:")
@@ -204,7 +213,8 @@ async def measure(args: argparse.Namespace, connection: str) -> None:
         ranked = sorted(places.items(), key=lambda item: max(s.work_ms for s in item[1]), reverse=True)
         for (started, stopped), found in ranked[: args.top]:
             top = max(found, key=lambda s: s.work_ms)
-            print(f"    {top.work_ms:5.2f} ms (+gc {top.gc_ms:.1f}) x{len(found):<5} {started}  =>  {stopped}")
+            collected = f"+gc {top.gc_ms:.1f}{top.generation}"
+            print(f"    {top.work_ms:5.2f} ms ({collected}) x{len(found):<5} {started}  =>  {stopped}")
     await store.close()
 
 
