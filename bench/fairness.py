@@ -26,10 +26,14 @@ loop's steps of 5 ms or more (``--stalls-ms``): how many, the longest (wall and 
 running in them (sampled stacks: the innermost frame of ``scim/`` and what it had called).
 
 The attacking clients run in a process of their own, so that reading their answers never holds up the loop that
-times the victim. With ``--pin`` the victim's instance gets one CPU, shared only with the victim's client (light, and
-the same in every phase), and everything else (Azurite, the second instance, the attacking clients) the others, as in
-Azure, where an instance has its own cores and Table Storage and the clients are elsewhere: the instance's own
-fairness, without the shared machine's. Without it all of them share every CPU.
+times the victim. With ``--pin`` the victim's instance gets a CPU of its own, and everything else (Azurite, the second
+instance, the attacking clients, the victim's client) the others, as in Azure, where an instance has its own cores
+and Table Storage and the clients are elsewhere: the instance's own fairness, without the shared machine's. The
+victim's client runs there at real-time priority (``SCHED_FIFO``, when the OS allows it), so that Azurite's and the
+attackers' load never delays its own work either: it waits only for the instance, as Entra's client would. (Beside
+the instance, as before, ``--client-beside``, it used about 40% of that CPU, and whenever the attack kept the instance
+busy the two took turns at it: in the attacked phases, not in ``alone``, the victim's requests also waited for their
+own client's work.) Without ``--pin`` all of them share every CPU.
 
 ``--attack issue`` sends the red team's request instead (``attributes`` naming ``userName`` 21,000 times), which
 the endpoint now refuses; with ``--code DIR`` the script measures another checkout the same way. It prints the
@@ -39,6 +43,7 @@ server CPU per attacking request (from ``/proc``), the victim's latencies and th
     .venv/bin/python bench/fairness.py --seconds 10 --each
     .venv/bin/python bench/fairness.py --seconds 10 --each --stalls
     .venv/bin/python bench/fairness.py --seconds 10 --each --pin
+    .venv/bin/python bench/fairness.py --seconds 10 --each --pin --client-beside
     .venv/bin/python bench/fairness.py --attack issue --code /tmp/before
 """
 
@@ -107,6 +112,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stalls", action="store_true", help="report each phase's longest event-loop steps")
     parser.add_argument("--stalls-ms", type=float, default=5.0, help="the shortest step --stalls reports")
     parser.add_argument("--pin", action="store_true", help="one CPU for the victim's instance, the rest for the others")
+    parser.add_argument(
+        "--client-beside", action="store_true", help="with --pin, the victim's client on its instance's CPU"
+    )
     return parser.parse_args()
 
 
@@ -442,6 +450,20 @@ def pin(server: LocalServer, cpu: int) -> None:
         os.sched_setaffinity(int(task), {cpu})
 
 
+def place_victim_client(instance_cpu: int, beside: bool) -> None:
+    """This process (the victim's client) beside its instance, or on the other CPUs at real-time priority; the
+    attacking clients' process, started later, is reset to the ordinary policy (``SCHED_RESET_ON_FORK``)."""
+    if beside:
+        os.sched_setaffinity(0, {instance_cpu})
+        print(f"the victim's client beside its instance on CPU {instance_cpu}")
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
+        print(f"the victim's client on {sorted(OTHER_CPUS)} at real-time priority (SCHED_FIFO 1)")
+    except PermissionError:
+        print(f"the victim's client on {sorted(OTHER_CPUS)} at ordinary priority (SCHED_FIFO not permitted)")
+
+
 def main() -> int:
     args = parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]), f"| cpus {os.cpu_count()}")
@@ -473,7 +495,7 @@ def main() -> int:
             servers.append(server)
         if args.pin:
             OTHER_CPUS.update(cpus[1:])
-            os.sched_setaffinity(0, {cpus[0]})  # the victim's client beside its instance: light, the same every phase
+            place_victim_client(cpus[0], args.client_beside)
         asyncio.run(run(args, servers[0], servers[1] if len(servers) > 1 else None, attacker_token, windows))
     finally:
         for server in servers:
