@@ -15,7 +15,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from scim import change_feed, cpu_share, declarations, errors, indexes
+from scim import change_feed, cpu_share, declarations, errors, indexes, response_body
 from scim.auth import Authenticator
 from scim.changes import ChangeRecorder
 from scim.credential_directory import CredentialDirectory
@@ -120,6 +120,7 @@ class ScimEndpoint:
             async with cpu_share.request(tenant, lambda: writes[0] > 0):
                 with self.store.request_scope():
                     response = await self._route(tenant, request)
+                await response_body.encode_large(response)
         except ScimError as exc:
             response = error_response(exc)
         except StoreError as exc:  # a store failure no service translated is still never a 500

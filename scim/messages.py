@@ -41,8 +41,12 @@ class ScimResponse:
     status: int
     document: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    encoded: bytes | None = None
+    """The document's body, when it was encoded ahead, a slice at a time (:mod:`scim.response_body`)."""
 
     def body_bytes(self) -> bytes:
+        if self.encoded is not None:
+            return self.encoded
         if self.document is None:
             return b""
         return json.dumps(self.document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
