@@ -12,6 +12,11 @@ each of which the script reads a row straight from Azurite (storage alone, no en
   victim is the shared machine's and Azurite's doing; what ``attacked`` adds beyond it is the instance's;
 - with ``--each``, one ``attacked`` phase per kind of attacking request.
 
+With ``--rounds N`` the whole sequence runs N times in turn and each phase's samples are pooled: a shared machine's
+load comes and goes (another engineer's test run), and in one sequence it can fall on one phase only, moving its p99
+by half; in turns it falls on every phase alike. Each round's own ratio (its phase ÷ the same round's ``alone``) is
+printed too.
+
 The attacking requests (``--only`` picks one):
 
 - ``search``: ``POST /Users/.search`` with ``count`` 1000 (clamped to 200) and ``attributes`` at its cap (64 paths);
@@ -43,6 +48,7 @@ server CPU per attacking request (from ``/proc``), the victim's latencies and th
     .venv/bin/python bench/fairness.py --seconds 10 --each
     .venv/bin/python bench/fairness.py --seconds 10 --each --stalls
     .venv/bin/python bench/fairness.py --seconds 10 --each --pin
+    .venv/bin/python bench/fairness.py --seconds 5 --each --pin --rounds 3
     .venv/bin/python bench/fairness.py --seconds 10 --each --pin --client-beside
     .venv/bin/python bench/fairness.py --attack issue --code /tmp/before
 """
@@ -107,6 +113,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--attack", choices=("capped", "issue"), default="capped")
     parser.add_argument("--only", choices=SHAPES, help="send only this attacking request")
     parser.add_argument("--each", action="store_true", help="also one attacked phase per kind of request")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the phases this many times in turn, pooling each phase's samples"
+    )
     parser.add_argument("--no-control", action="store_true", help="skip the second-instance control phase")
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose server is measured")
     parser.add_argument("--stalls", action="store_true", help="report each phase's longest event-loop steps")
@@ -322,9 +331,10 @@ def report(name: str, phases: dict[str, Series]) -> None:
 
 
 Window = tuple[float, float]
+Windows = dict[str, list[Window]]
 
 
-def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) -> None:
+def stall_report(path: Path, windows: Windows, threshold_ms: float) -> None:
     """Per phase, how late the victim instance's loop ran a callback due every 5 ms (p50/p99/max), its steps of at
     least ``threshold_ms``, the longest three, and where the sampled time of all of them went (the innermost
     ``scim/`` frames, and the call they were in when sampled)."""
@@ -363,12 +373,12 @@ def stall_report(path: Path, windows: dict[str, Window], threshold_ms: float) ->
             print(f"    samples {n:5d}  {place}")
 
 
-def loop_lags(lines: list[dict[str, Any]], window: Window) -> list[float]:
+def loop_lags(lines: list[dict[str, Any]], window: list[Window]) -> list[float]:
     return [lag for line in lines if "lags_ms" in line and in_window(line, window) for lag in line["lags_ms"]]
 
 
-def in_window(line: dict[str, Any], window: Window) -> bool:
-    return window[0] <= line["end"] <= window[1]
+def in_window(line: dict[str, Any], window: list[Window]) -> bool:
+    return any(start <= line["end"] <= end for start, end in window)
 
 
 def where(sample: list[str]) -> str:
@@ -388,7 +398,7 @@ async def run(
     server: LocalServer,
     other: LocalServer | None,
     attacker_token: str,
-    windows: dict[str, Window],
+    windows: Windows,
 ) -> None:
     assert server.process is not None
     pid = server.process.pid
@@ -417,26 +427,41 @@ async def run(
             print(f"{name:<22}{codes[0]!s:>7}{(cpu_seconds(pid) - before) * 1000 / len(codes):>15.1f}")
 
         phases: dict[str, Series] = {}
+        rounds: dict[str, list[float]] = {}
+        """Each phase's ServiceProviderConfig p99 ÷ alone's, round by round."""
 
         async def phase(label: str, measured: Awaitable[Series]) -> None:
             print(f"phase: {label}")
             started = time.time()
-            phases[label] = await measured
-            windows[label] = (started, time.time())
+            series = await measured
+            windows.setdefault(label, []).append((started, time.time()))
+            for name, values in series.items():
+                phases.setdefault(label, {}).setdefault(name, []).extend(values)
+            if label == "alone":
+                last_alone.update(series)
+            alone = percentile(last_alone["ServiceProviderConfig"], 0.99)
+            rounds.setdefault(label, []).append(percentile(series["ServiceProviderConfig"], 0.99) / alone)
 
-        await phase("alone", victim(me, table, user_name, args.seconds))
+        last_alone: Series = {}
         here = server.base_url
-        await phase("attacked (mix)", attacked(me, table, here, theirs, shapes, user_name, args))
-        if other is not None:
-            control = attacked(me, table, other.base_url, theirs, shapes, user_name, args)
-            await phase("control: mix on another instance", control)
-        if args.each:
-            for shape in SHAPES:
-                chosen = [s for s in shapes if s[0] == shape]
-                if chosen:
-                    await phase(f"attacked ({shape} only)", attacked(me, table, here, theirs, chosen, user_name, args))
+        for _ in range(args.rounds):
+            await phase("alone", victim(me, table, user_name, args.seconds))
+            await phase("attacked (mix)", attacked(me, table, here, theirs, shapes, user_name, args))
+            if other is not None:
+                control = attacked(me, table, other.base_url, theirs, shapes, user_name, args)
+                await phase("control: mix on another instance", control)
+            if args.each:
+                for shape in SHAPES:
+                    chosen = [s for s in shapes if s[0] == shape]
+                    if chosen:
+                        kind = attacked(me, table, here, theirs, chosen, user_name, args)
+                        await phase(f"attacked ({shape} only)", kind)
     for name in ("ServiceProviderConfig", "filter-GET", "Azurite point read"):
         report(name, phases)
+    if args.rounds > 1:
+        print("ServiceProviderConfig p99 / the same round's alone, round by round:")
+        for label, ratios in rounds.items():
+            print(f"  {label:<48}" + " ".join(f"{ratio:6.2f}" for ratio in ratios))
 
 
 OTHER_CPUS: set[int] = set()
@@ -477,7 +502,7 @@ def main() -> int:
     port = azurite.free_port()
     process = azurite.start(port)
     servers: list[LocalServer] = []
-    windows: dict[str, Window] = {}
+    windows: Windows = {}
     stalls = Path(tempfile.mkstemp(prefix="stalls-", suffix=".jsonl")[1])
     try:
         prefix = f"fair{secrets.token_hex(3)}"
