@@ -21,7 +21,7 @@ from scim import cpu_share, declarations, documents, entra, errors, extensions, 
 from scim.changes import ChangeRecorder
 from scim.concurrent import all_of, both, map_bounded
 from scim.errors import ScimError
-from scim.filters import ParsedFilter, fold, parse_filter
+from scim.filters import ParsedFilter, fold, parse_filter_shared
 from scim.membership import MembershipChange, member_entries, named_members, split_members
 from scim.protocol import Page, Rendered
 from scim.schemas import ENTRA_POLICY, MAX_MEMBERS_PER_GET, ScimGroup
@@ -105,7 +105,7 @@ class GroupService:
         if protocol.returns(query, "members"):
             page = Page(page.start, min(page.count, LIST_PAGE_WITH_MEMBERS))
         text = query.get("filter")
-        parsed = parse_filter(text, ScimGroup, self._extra_indexes) if text else None
+        parsed = await parse_filter_shared(text, ScimGroup, self._extra_indexes) if text else None
         try:
             total, found = await self._find(tenant, parsed, page)
             pages = [await self._member_page(tenant, stored, query) for stored in found]

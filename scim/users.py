@@ -15,7 +15,7 @@ from scim import cpu_share, declarations, documents, entra, errors, extensions, 
 from scim.changes import ChangeRecorder
 from scim.concurrent import all_of, both, map_bounded
 from scim.errors import ScimError
-from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter
+from scim.filters import IndexLookup, ParsedFilter, fold, parse_filter_shared
 from scim.protocol import Page, Rendered
 from scim.schemas import ENTRA_POLICY, ScimUser
 from scim.store.contract import (
@@ -155,7 +155,7 @@ class UserService:
         parameters = protocol.response_parameters(query, ScimUser)
         page = protocol.page_of(query)
         text = query.get("filter")
-        parsed = parse_filter(text, ScimUser, self._extra_indexes) if text else None
+        parsed = await parse_filter_shared(text, ScimUser, self._extra_indexes) if text else None
         try:
             lookup = parsed.lookup if parsed is not None else None
             if lookup is not None and await self._readiness.answers(tenant, lookup.index):
