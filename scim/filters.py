@@ -43,7 +43,9 @@ on the text, in one pass, before anything is parsed. A ``members[value eq …]``
 :data:`scim.membership.MAX_MEMBERS_PER_OPERATION`)."""
 _COMPARISON = re.compile(r"(?i)(?<![\w.:$-])(?:eq|ne|co|sw|ew|gt|ge|lt|le|pr)(?![\w.:$-])")
 _CORE_URNS = {USER_SCHEMA.lower(), GROUP_SCHEMA.lower()}
-_QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
+_QUOTED = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")')
+_DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[()\[\]]', re.DOTALL)
+"""A quoted string (to its end when it is never closed), or a bracket outside one."""
 _BARE_VALUE = re.compile(r"(?i)\b(eq|ne|co|sw|ew|gt|ge|lt|le)(\s+)([^\s\"()\[\]]+)")
 _LITERAL = re.compile(r"(?i)true|false|null|-?\d+(\.\d+)?([eE][-+]?\d+)?")
 _OR_OR_NESTING = re.compile(r"(?i)[()\[\]]| or ")
@@ -186,25 +188,24 @@ def _bound(node: FilterNode, model: type[Any], extra: Mapping[str, str] | None) 
 
 
 def nesting_depth(text: str) -> int:
-    """How deep ``(`` and ``[`` nest outside quoted strings: one pass, no recursion, whatever the text is."""
+    """How deep ``(`` and ``[`` nest outside quoted strings: one pass, no recursion, whatever the text is. The pass
+    is over brackets and quoted strings (a string left open runs to the end), found by one regular expression, not
+    over every character: a PATCH path naming 1,000 members is 50 KB, 1.6 ms of the loop walked in Python."""
     depth = deepest = 0
-    quoted = escaped = False
-    for char in text:
-        if quoted:
-            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            quoted = True
-        elif char in "([":
+    for token in _DEPTH_TOKENS.findall(text):
+        if token in ("(", "["):
             depth += 1
             deepest = max(deepest, depth)
-        elif char in ")]":
+        elif token in (")", "]"):
             depth = max(depth - 1, 0)
     return deepest
 
 
 def comparison_count(text: str) -> int:
-    """How many comparison operators a filter (or a PATCH path) holds outside quoted strings, before parsing."""
-    return sum(len(_COMPARISON.findall(unquoted)) for unquoted in _QUOTED.split(text)[::2])
+    """How many comparison operators a filter (or a PATCH path) holds outside quoted strings, before parsing. The
+    unquoted parts are searched as one text, each quoted string replaced by a space (an operator never spans two
+    parts, and a space bounds it as the part's end did): one search, not one per quoted value."""
+    return len(_COMPARISON.findall(_QUOTED.sub(" ", text)))
 
 
 def _values(node: FilterNode) -> Iterator[object]:

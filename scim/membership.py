@@ -13,6 +13,7 @@ An empty value list on ``remove`` is refused rather than read as "remove all": r
 have emptied whole groups.
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,14 +145,30 @@ def _selected_ids(path: str) -> list[str] | None:
     inner = path[path.index("[") + 1 : path.rindex("]")] if path.rstrip().endswith("]") else None
     if inner is None:
         raise invalid_path("Sub-attributes of members cannot be patched")
-    try:
-        node = ScimFilter(inner).ast
-    except (SCIMException, ValueError) as exc:
-        raise invalid_path("The members filter is not valid") from exc
-    selected = _value_eq_terms(node)
+    selected = _plain_value_terms(inner)
+    if selected is None:
+        try:
+            node = ScimFilter(inner).ast
+        except (SCIMException, ValueError) as exc:
+            raise invalid_path("The members filter is not valid") from exc
+        selected = _value_eq_terms(node)
     if len(selected) > MAX_MEMBERS_PER_OPERATION:
         raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be given at once")
     return selected
+
+
+def _plain_value_terms(inner: str) -> list[str] | None:
+    """The ids of a filter written the way clients write it, ``value eq "a" or value eq "b"`` (lower case, single
+    spaces, ids without quotes, backslashes or brackets), read without the filter parser: parsing 1,000 such terms
+    took 30 ms of the loop in one step. None for any other filter, which the parser reads as before."""
+    if not _PLAIN_VALUE_TERMS.fullmatch(inner):
+        return None
+    return _PLAIN_VALUE.findall(inner)
+
+
+_PLAIN_ID = r'"([^"\\\[\]]*)"'
+_PLAIN_VALUE = re.compile(_PLAIN_ID)
+_PLAIN_VALUE_TERMS = re.compile(rf" *value eq {_PLAIN_ID}(?: or value eq {_PLAIN_ID})* *")
 
 
 def _value_eq_terms(node: FilterNode) -> list[str]:

@@ -6,10 +6,13 @@ never a timing."""
 
 import asyncio
 import json
+import random
+import re
 
 import pytest
+from scim2_models import ScimFilter
 
-from scim import cpu_share, dispatch, groups, protocol
+from scim import cpu_share, dispatch, entra, filters, groups, membership, protocol
 from scim.errors import ScimError
 from scim.membership import member_entries, named_members
 from scim.messages import ScimRequest
@@ -198,3 +201,80 @@ async def test_a_costly_slice_runs_in_a_step_of_its_own_and_a_cheap_one_inline()
     assert inline == before
     assert own_step > inline
     assert after > own_step
+
+
+def depth_char_by_char(text: str) -> int:
+    """The nesting depth as one walk over every character computes it (what filters.nesting_depth did)."""
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in text:
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def comparisons_part_by_part(text: str) -> int:
+    """The comparison count as a search of each unquoted part computes it (what filters.comparison_count did)."""
+    quoted = re.compile(r'("(?:[^"\\]|\\.)*")')
+    return sum(len(filters._COMPARISON.findall(unquoted)) for unquoted in quoted.split(text)[::2])
+
+
+def test_path_depth_and_comparisons_are_counted_as_a_walk_of_every_character_counts_them():
+    """Quoted strings (closed, left open, with escapes and newlines) hide brackets and operators; 100,000 random
+    texts of those pieces count the same either way."""
+    pieces = ['"', "\\", "(", ")", "[", "]", "a", " ", "e", "q", "\n", "eq", " eq ", "x.", ":", "pr", "-", "$", "or"]
+    rng = random.Random(15)
+    for _ in range(100_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        assert filters.nesting_depth(text) == depth_char_by_char(text), text
+        assert filters.comparison_count(text) == comparisons_part_by_part(text), text
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        'value eq "a"',
+        ' value eq "a" or value eq "b-c_d.e@f:g h" ',
+        'value eq "" or value eq "x or value eq y"',
+        " or ".join(f'value eq "{i:032x}"' for i in range(50)),
+        'value eq "é" or value eq "a"',
+    ],
+)
+def test_a_plain_members_filter_is_read_as_the_filter_parser_reads_it(inner):
+    assert membership._plain_value_terms(inner) == membership._value_eq_terms(ScimFilter(inner).ast)
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        'Value eq "a"',
+        'value EQ "a"',
+        'value eq "a"  or value eq "b"',
+        'value eq "a\\"b"',
+        'value eq "a]"',
+        'value eq "a" and value eq "b"',
+        '(value eq "a")',
+        'display eq "a"',
+        'value eq "a" or',
+    ],
+)
+def test_any_other_members_filter_goes_to_the_filter_parser(inner):
+    assert membership._plain_value_terms(inner) is None
+
+
+def test_a_thousand_member_filter_is_not_parsed_by_the_filter_parser(monkeypatch):
+    """30 ms of the loop in one step: a remove naming 1,000 members through ``members[value eq … or …]``."""
+    ids = [f"{i:032x}" for i in range(1000)]
+    monkeypatch.setattr(membership, "ScimFilter", lambda _: pytest.fail("parsed"))
+    path = "members[" + " or ".join(f'value eq "{member_id}"' for member_id in ids) + "]"
+    change, _ = membership.split_members(
+        entra.normalise_patch({"Operations": [{"op": "remove", "path": path}]})["Operations"]
+    )
+    assert change.removed == set(ids)
