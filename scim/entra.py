@@ -17,6 +17,7 @@ are already handled by scim2-models under :data:`scim.schemas.ENTRA_POLICY`.
 """
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from scim.errors import invalid_path, invalid_syntax, invalid_value
@@ -39,6 +40,9 @@ MAX_OPERATIONS = 100
 :data:`scim.filters.MAX_FILTER_TERMS` comparisons."""
 MAX_EXPANDED_OPERATIONS = 2 * MAX_OPERATIONS
 """Operations after normalisation: a path-less ``replace`` becomes one per attribute it names, a ``manager`` two."""
+_path_terms = lru_cache(maxsize=1)(comparison_count)
+"""The comparisons of the path counted last: each path is counted when its operation is read and again for the
+PATCH's total (:func:`_check_path_terms`), and a path naming 1,000 members takes 0.7 ms a count."""
 
 
 def normalise_resource(body: Any) -> dict[str, Any]:
@@ -116,9 +120,9 @@ def _check_path_terms(operations: list[dict[str, Any]]) -> None:
         path = operation.get("path")
         if isinstance(path, str) and "[" in path:
             if is_members_path(path):
-                member_terms += comparison_count(path)
+                member_terms += _path_terms(path)
             else:
-                other_terms += comparison_count(path)
+                other_terms += _path_terms(path)
     if member_terms > MAX_MEMBERS_PER_OPERATION:
         raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be named in one PATCH's paths")
     if other_terms > MAX_FILTER_TERMS:
@@ -152,9 +156,9 @@ def _normalise_path_operation(op: str, path: str, value: Any, has_value: bool) -
         return _schemas_operation(op, value)
     if nesting_depth(path) > MAX_FILTER_DEPTH:  # a path's value filter is parsed and walked like any filter
         raise invalid_path(f"A path may nest at most {MAX_FILTER_DEPTH} levels deep")
-    if is_members_path(path) and comparison_count(path) > MAX_MEMBERS_PER_OPERATION:
+    if is_members_path(path) and _path_terms(path) > MAX_MEMBERS_PER_OPERATION:
         raise invalid_value(f"At most {MAX_MEMBERS_PER_OPERATION} members may be given at once")
-    if not is_members_path(path) and comparison_count(path) > MAX_FILTER_TERMS:
+    if not is_members_path(path) and _path_terms(path) > MAX_FILTER_TERMS:
         raise invalid_path(f"A path's filter may hold at most {MAX_FILTER_TERMS} comparisons")
     if _MANAGER_PATH.match(path):
         return _manager_operations(op, value)

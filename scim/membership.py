@@ -75,13 +75,16 @@ def split_members(operations: list[dict[str, Any]]) -> tuple[MembershipChange, l
 
 
 def named_members(operations: list[dict[str, Any]]) -> int:
-    """How many members the value lists of ``members`` operations hold, counted without reading them: whether
-    reading them is a slice of CPU worth a turn of its own (:func:`scim.cpu_share.turn_if`)."""
-    return sum(
-        len(value)
-        for operation in operations
-        if is_members_path(operation.get("path")) and isinstance(value := operation.get("value"), list)
-    )
+    """About how many members ``members`` operations name (each value list's length, each quoted id of a
+    ``members[value eq "…" or …]`` path), counted without reading them: whether reading them is a slice of CPU worth
+    a turn of its own (:func:`scim.cpu_share.turn_if`)."""
+    return sum(_named(operation.get("path"), operation.get("value")) for operation in operations)
+
+
+def _named(path: Any, value: Any) -> int:
+    if not is_members_path(path):
+        return 0
+    return len(value) if isinstance(value, list) else path.count('"') // 2
 
 
 def member_entries(value: Any) -> list[tuple[str, str | None]]:

@@ -74,6 +74,22 @@ async def test_a_large_bodys_members_are_read_in_a_step_after_its_parsing(client
     assert (seen["read"] > seen["parsed"]) is own_step, seen
 
 
+@pytest.mark.parametrize(("count", "own_step"), [(150, True), (groups.INLINE_MEMBERS, False)])
+async def test_a_long_members_filters_ids_are_read_in_a_step_after_its_parsing(client: Client, steps, count, own_step):
+    """``members[value eq "…" or …]``: removing members that were never there changes nothing and answers 204."""
+    ticker, seen = steps
+    group = await client.call("POST", "Groups", {"schemas": [GROUP], "displayName": f"g{secrets.token_hex(4)}"})
+    path = "members[" + " or ".join(f'value eq "{secrets.token_hex(16)}"' for _ in range(count)) + "]"
+    body = patch_body({"op": "remove", "path": path})
+    other = asyncio.create_task(ticker.run())
+    try:
+        response = await client.call("PATCH", f"Groups/{group.document['id']}", body)
+    finally:
+        other.cancel()
+    assert response.status == 204, response.document
+    assert (seen["read"] > seen["parsed"]) is own_step, seen
+
+
 @dataclass
 class Sending:
     """Forward row keys built so far, and for each transaction or batch delete sent, how many had been built."""

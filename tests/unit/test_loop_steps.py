@@ -119,14 +119,15 @@ def test_member_objects_are_read_case_insensitively_spelt_any_way(item, entry):
     assert member_entries([item]) == [entry]
 
 
-def test_named_members_counts_the_value_lists_of_members_operations_only():
+def test_named_members_counts_the_members_of_members_operations_only():
     operations = [
         {"op": "add", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
         {"op": "remove", "path": "Members", "value": [{"value": "c"}]},
-        {"op": "remove", "path": 'members[value eq "d"]'},
+        {"op": "remove", "path": 'members[value eq "d" or value eq "e"]'},
         {"op": "add", "path": "emails", "value": [{"value": "e@x.org"}]},
+        {"op": "remove", "path": 'emails[value eq "f"]'},
     ]
-    assert named_members(operations) == 3
+    assert named_members(operations) == 5
 
 
 class Ticker:
