@@ -8,8 +8,9 @@ each request runs, and prints the longest ones with where each started and where
 coroutine frames), the garbage collector's share, and how many CPU turns (:mod:`scim.cpu_share`) the request took.
 
 The requests, on a group of ``--members`` (default 1,000, the cap) users: the PATCH adding them all, a ``GET`` of
-the group (every member rendered), the PATCH removing them all, the same removal re-sent (every member absent), and
-Entra's usual 100-member add and remove for comparison (which should take no turns of their own).
+the group (every member rendered), the PATCH removing them all, the same removal re-sent (every member absent), the
+add again and a removal of them all through one ``members[value eq "…" or …]`` path, and Entra's usual
+100-member add and remove for comparison (which should take no turns of their own).
 
     .venv/bin/python bench/member_steps.py                      # 3 runs of each request, 3 longest (~1 min)
     .venv/bin/python bench/member_steps.py --repeat 5 --top 6
@@ -176,11 +177,17 @@ async def measure(args: argparse.Namespace, connection: str) -> None:
             "Operations": [{"op": op, "path": "members", "value": [{"value": m} for m in members]}],
         }
 
+    def filter_patch(members: list[str]) -> dict[str, Any]:
+        path = "members[" + " or ".join(f'value eq "{member}"' for member in members) + "]"
+        return {"schemas": [PATCH], "Operations": [{"op": "remove", "path": path}]}
+
     sent = [
         (f"PATCH add {args.members}", "PATCH", f"Groups/{group}", members_patch("add", ids)),
         (f"GET group of {args.members}", "GET", f"Groups/{group}", None),
         (f"PATCH remove {args.members}", "PATCH", f"Groups/{group}", members_patch("remove", ids)),
         (f"PATCH remove {args.members} again", "PATCH", f"Groups/{group}", members_patch("remove", ids)),
+        (f"PATCH add {args.members} back", "PATCH", f"Groups/{group}", members_patch("add", ids)),
+        (f"PATCH remove {args.members} by filter", "PATCH", f"Groups/{group}", filter_patch(ids)),
         ("PATCH add 100", "PATCH", f"Groups/{small}", members_patch("add", ids[:100])),
         ("PATCH remove 100", "PATCH", f"Groups/{small}", members_patch("remove", ids[:100])),
     ]
