@@ -31,14 +31,16 @@ loop's steps of 5 ms or more (``--stalls-ms``): how many, the longest (wall and 
 running in them (sampled stacks: the innermost frame of ``scim/`` and what it had called).
 
 The attacking clients run in a process of their own, so that reading their answers never holds up the loop that
-times the victim. With ``--pin`` the victim's instance gets a CPU of its own, and everything else (Azurite, the second
-instance, the attacking clients, the victim's client) the others, as in Azure, where an instance has its own cores
-and Table Storage and the clients are elsewhere: the instance's own fairness, without the shared machine's. The
-victim's client runs there at real-time priority (``SCHED_FIFO``, when the OS allows it), so that Azurite's and the
-attackers' load never delays its own work either: it waits only for the instance, as Entra's client would. (Beside
-the instance, as before, ``--client-beside``, it used about 40% of that CPU, and whenever the attack kept the instance
-busy the two took turns at it: in the attacked phases, not in ``alone``, the victim's requests also waited for their
-own client's work.) Without ``--pin`` all of them share every CPU.
+times the victim. With ``--pin`` the victim's instance gets a CPU of its own, shared only with the victim's
+``ServiceProviderConfig`` probe, a process of its own that sends a request per 5 ms at real-time priority
+(``SCHED_FIFO``, when the OS allows it), so that it answers at once and waits only for the instance, as Entra's
+client elsewhere would; everything else (Azurite, the second instance, the attacking clients, the victim's lookups,
+which wait on Azurite anyway) runs on the others, as in Azure, where an instance has its own cores and Table
+Storage and the clients are elsewhere: the instance's own fairness, without the shared machine's. (Before,
+``--client-beside``, the whole victim client ran beside the instance at ordinary priority: its back-to-back lookups
+used about 40% of that CPU, and whenever the attack kept the instance busy the two took turns at it, so in the
+attacked phases only, the probe also waited for its own client's work. A client on the other CPUs instead waits for
+the attack's load there: the control phase then cost it 1.4-1.6x.) Without ``--pin`` all of them share every CPU.
 
 ``--attack issue`` sends the red team's request instead (``attributes`` naming ``userName`` 21,000 times), which
 the endpoint now refuses; with ``--code DIR`` the script measures another checkout the same way. It prints the
@@ -55,6 +57,7 @@ server CPU per attacking request (from ``/proc``), the victim's latencies and th
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -171,10 +174,61 @@ Series = dict[str, list[float]]
 async def victim(http: httpx.AsyncClient, table: TableClient, user_name: str, seconds: float) -> Series:
     """Latencies of the filter-GET (the endpoint and Azurite) followed by a point read sent straight to Azurite
     (storage alone: on one machine Azurite's single thread is shared with the attackers' storage calls), one after
-    the other; and beside them, every :data:`PROBE_INTERVAL` seconds, of ``GET /ServiceProviderConfig`` (the
-    endpoint's event loop alone), so that a slow storage call does not leave that series with too few samples for
-    a p99."""
-    series: Series = {"filter-GET": [], "ServiceProviderConfig": [], "Azurite point read": []}
+    the other; and beside them, every :data:`PROBE_INTERVAL` seconds, from a light process of its own
+    (:func:`probe_process`), of ``GET /ServiceProviderConfig`` (the endpoint's event loop alone), so that a slow
+    storage call does not leave that series with too few samples for a p99."""
+    context = multiprocessing.get_context("spawn")
+    ready, start, results = context.Event(), context.Event(), context.Queue()
+    headers = {"Authorization": str(http.headers["Authorization"])}
+    process = context.Process(
+        target=probe_process, args=(str(http.base_url), headers, seconds, PROBE_PLACEMENT, ready, start, results)
+    )
+    process.start()
+    if not await asyncio.to_thread(ready.wait, 60):
+        raise RuntimeError("the probe process did not start")
+    start.set()
+    series = await lookups(http, table, user_name, seconds)
+    series["ServiceProviderConfig"] = await asyncio.to_thread(results.get, True, TIMEOUT * 2)
+    await asyncio.to_thread(process.join, 10)
+    return series
+
+
+def probe_process(
+    base_url: str, headers: dict[str, str], seconds: float, placement: "Placement", ready: Any, start: Any, results: Any
+) -> None:
+    """``GET /ServiceProviderConfig`` every :data:`PROBE_INTERVAL` seconds for ``seconds``: a light client (a
+    request per 5 ms), placed as ``placement`` says (with ``--pin``: beside its instance at real-time priority)."""
+    cpus, realtime = placement
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    if realtime:
+        with contextlib.suppress(PermissionError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    results.put(asyncio.run(_probe(base_url, headers, seconds, ready, start)))
+
+
+async def _probe(base_url: str, headers: dict[str, str], seconds: float, ready: Any, start: Any) -> list[float]:
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=TIMEOUT) as http:
+        assert (await http.get("/ServiceProviderConfig")).status_code == 200  # the connection is open before timing
+        ready.set()
+        await asyncio.to_thread(start.wait)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                response = await http.get("/ServiceProviderConfig")
+                assert response.status_code == 200, response.text
+            except httpx.TimeoutException:
+                pass  # counted at the client's timeout: the victim never got its answer
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(PROBE_INTERVAL)
+    return latencies
+
+
+async def lookups(http: httpx.AsyncClient, table: TableClient, user_name: str, seconds: float) -> Series:
+    """The filter-GET and the point read straight to Azurite, one after the other, for ``seconds``."""
+    series: Series = {"filter-GET": [], "Azurite point read": []}
     deadline = time.monotonic() + seconds
 
     async def timed(name: str, call: Awaitable[Any]) -> None:
@@ -186,17 +240,9 @@ async def victim(http: httpx.AsyncClient, table: TableClient, user_name: str, se
             pass  # counted at the client's timeout: the victim never got its answer
         series[name].append((time.perf_counter() - started) * 1000)
 
-    async def lookups() -> None:
-        while time.monotonic() < deadline:
-            await timed("filter-GET", http.get("/Users", params={"filter": f'userName eq "{user_name}"'}))
-            await timed("Azurite point read", table.get_entity("bench", "probe"))
-
-    async def loop_probe() -> None:
-        while time.monotonic() < deadline:
-            await timed("ServiceProviderConfig", http.get("/ServiceProviderConfig"))
-            await asyncio.sleep(PROBE_INTERVAL)
-
-    await asyncio.gather(lookups(), loop_probe())
+    while time.monotonic() < deadline:
+        await timed("filter-GET", http.get("/Users", params={"filter": f'userName eq "{user_name}"'}))
+        await timed("Azurite point read", table.get_entity("bench", "probe"))
     return series
 
 
@@ -475,18 +521,25 @@ def pin(server: LocalServer, cpu: int) -> None:
         os.sched_setaffinity(int(task), {cpu})
 
 
+Placement = tuple[set[int] | None, bool]
+"""CPUs (None: any) and whether at real-time priority."""
+PROBE_PLACEMENT: Placement = (None, False)
+"""Where the ``ServiceProviderConfig`` probe runs (:func:`probe_process`)."""
+
+
 def place_victim_client(instance_cpu: int, beside: bool) -> None:
-    """This process (the victim's client) beside its instance, or on the other CPUs at real-time priority; the
-    attacking clients' process, started later, is reset to the ordinary policy (``SCHED_RESET_ON_FORK``)."""
+    """The probe beside its instance at real-time priority, and this process (the victim's lookups) on the other
+    CPUs; or, ``beside``, both on the instance's CPU at ordinary priority, as before."""
+    global PROBE_PLACEMENT
+    PROBE_PLACEMENT = ({instance_cpu}, not beside)
     if beside:
         os.sched_setaffinity(0, {instance_cpu})
-        print(f"the victim's client beside its instance on CPU {instance_cpu}")
+        print(f"the victim's client (lookups and probe) beside its instance on CPU {instance_cpu}")
         return
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
-        print(f"the victim's client on {sorted(OTHER_CPUS)} at real-time priority (SCHED_FIFO 1)")
-    except PermissionError:
-        print(f"the victim's client on {sorted(OTHER_CPUS)} at ordinary priority (SCHED_FIFO not permitted)")
+    print(
+        f"the victim's probe beside its instance on CPU {instance_cpu} at real-time priority (SCHED_FIFO 1, when "
+        f"permitted); its lookups on {sorted(OTHER_CPUS)}"
+    )
 
 
 def main() -> int:
