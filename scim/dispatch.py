@@ -294,12 +294,27 @@ class UnconfiguredEndpoint:
 _shared: ScimEndpoint | UnconfiguredEndpoint | None = None
 
 
-def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
-    """The process-wide endpoint: one Table client (one HTTP session) reused by every invocation.
+YOUNG_COLLECTION_THRESHOLD = 7_000
+"""Objects allocated and not yet freed after which the collector walks the youngest generation (CPython's default
+is 700). Most of a request's objects are freed by reference counting within it, so 700 was met in the middle of
+every large request: during bench/fairness.py's mix of costliest requests, 129 collections in 8 s, each a loop
+step of up to 2 ms, and every tenth a walk of the older generation too (up to 1.5 ms), every hundredth of all live
+objects (3.4 ms), whatever request was running; with 7,000, one collection in those 8 s. Garbage in reference
+cycles is not freed by counting, so it still counts: at most 7,000 such objects wait for a collection."""
 
-    Once it is built, everything loaded so far (libraries, schemas, validators: about 75,000 objects) is moved out
-    of the garbage collector's sight (``gc.freeze``): none of it ever becomes garbage, yet every full collection
-    walked it all, 90-170 ms during which no tenant's request ran (bench/fairness.py's worst victim stretches)."""
+
+def settle_collector() -> None:
+    """Once the endpoint is built: everything loaded so far (libraries, schemas, validators: about 75,000 objects)
+    moved out of the garbage collector's sight (``gc.freeze``; none of it ever becomes garbage, yet every full
+    collection walked it all, 90-170 ms during which no tenant's request ran), and the youngest generation collected
+    at :data:`YOUNG_COLLECTION_THRESHOLD` objects."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
+
+
+def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
+    """The process-wide endpoint: one Table client (one HTTP session) reused by every invocation; once it is built,
+    the garbage collector is settled (:func:`settle_collector`)."""
     global _shared
     if _shared is None:
         try:
@@ -316,7 +331,7 @@ def shared_endpoint() -> ScimEndpoint | UnconfiguredEndpoint:
             connection, name = settings.storage_connection_string, settings.change_feed_queue
             events = EventQueue.from_settings(connection, settings.queue_uri, name)
         _shared = ScimEndpoint(settings, store, events)
-        gc.freeze()
+        settle_collector()
     return _shared
 
 
