@@ -48,7 +48,8 @@ _DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[()\[\]]', re.DO
 """A quoted string (to its end when it is never closed), or a bracket outside one."""
 _BARE_VALUE = re.compile(r"(?i)\b(eq|ne|co|sw|ew|gt|ge|lt|le)(\s+)([^\s\"()\[\]]+)")
 _LITERAL = re.compile(r"(?i)true|false|null|-?\d+(\.\d+)?([eE][-+]?\d+)?")
-_OR_OR_NESTING = re.compile(r"(?i)[()\[\]]| or ")
+_OR_TOKENS = re.compile(_DEPTH_TOKENS.pattern + r"|(?i: or )", re.DOTALL)
+"""What :data:`_DEPTH_TOKENS` finds, and an `` or `` outside a quoted string."""
 _NOT_SCIM_SYNTAX = "The filter is not valid SCIM filter syntax for this resource type"
 TERMS_PER_TURN = 10
 """Comparisons parsed in one turn at the CPU (about a quarter of a millisecond); a filter of no more is parsed
@@ -117,9 +118,8 @@ async def parse_filter_shared(
     scan left on the instance's loop. ``or`` binds loosest, so the terms between top-level ``or`` operators are filters
     of their own, and the filter is their ``or``: the same tree as the whole parse (a unit test compares them), the
     same refusals. A filter of few comparisons, as every one Entra sends, is parsed inline, with no turn."""
-    if comparison_count(text) <= TERMS_PER_TURN:
-        return parse_filter(text, model, extra)
-    _check_text(text)
+    if _check_text(text) <= TERMS_PER_TURN:
+        return _bound(_parsed(_quote_bare_values(text)), model, extra)
     terms = or_terms(_quote_bare_values(text))
     nodes: list[FilterNode] = []
     for start in range(0, len(terms), TERMS_PER_TURN):
@@ -133,33 +133,32 @@ async def parse_filter_shared(
 def or_terms(text: str) -> list[str]:
     """The text between the top-level `` or `` operators (outside quoted strings, parentheses and brackets)."""
     terms: list[str] = []
-    start = offset = depth = 0
-    for index, part in enumerate(_QUOTED.split(text)):
-        if index % 2 == 0:
-            for match in _OR_OR_NESTING.finditer(part):
-                token = match.group()
-                if token in ("(", "["):
-                    depth += 1
-                elif token in (")", "]"):
-                    depth = max(depth - 1, 0)
-                elif depth == 0:
-                    terms.append(text[start : offset + match.start()])
-                    start = offset + match.end()
-        offset += len(part)
+    start = depth = 0
+    for match in _OR_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("(", "["):
+            depth += 1
+        elif token in (")", "]"):
+            depth = max(depth - 1, 0)
+        elif depth == 0 and not token.startswith('"'):
+            terms.append(text[start : match.start()])
+            start = match.end()
     terms.append(text[start:])
     return terms
 
 
-def _check_text(text: str) -> None:
-    """The limits checked on the text, before any parsing."""
+def _check_text(text: str) -> int:
+    """The limits checked on the text, before any parsing; the comparisons it holds."""
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"A filter may be at most {MAX_FILTER_LENGTH} characters long")
     if nesting_depth(text) > MAX_FILTER_DEPTH:
         raise invalid_filter(f"A filter may nest at most {MAX_FILTER_DEPTH} levels deep")
-    if comparison_count(text) > MAX_FILTER_TERMS:
+    comparisons = comparison_count(text)
+    if comparisons > MAX_FILTER_TERMS:
         raise invalid_filter(f"A filter may hold at most {MAX_FILTER_TERMS} comparisons")
     if has_lone_surrogate(text):
         raise invalid_filter("The filter is not valid Unicode text")
+    return comparisons
 
 
 def _parsed(text: str) -> FilterNode:
