@@ -24,7 +24,9 @@ The attacking requests (``--only`` picks one):
 - ``patch``: ``PATCH /Users/{id}`` whose paths hold 100 comparisons (the cap for one PATCH) in 100 operations;
 - ``big-patch``: a 100-operation PATCH with a body just under 256 KiB (2,400-character values);
 - ``group-get``: ``GET /Groups/{id}`` of a 1,000-member group (1,000 members per response, the cap);
-- ``members``: ``PATCH /Groups/{id}`` adding 1,000 members (the cap), then removing them.
+- ``members``: ``PATCH /Groups/{id}`` adding 1,000 members (the cap), then removing them;
+- ``members-100``: Entra's own widest request, ``PATCH /Groups/{id}`` adding 100 members (each read at once), then
+  removing them: a light request, which no admission holds back, so the attacking clients run four at once.
 
 With ``--stalls`` the victim's instance runs through ``bench/loop_stalls.py``, and each phase also reports its event
 loop's steps of 5 ms or more (``--stalls-ms``): how many, the longest (wall and CPU time), and the code that was
@@ -102,7 +104,8 @@ ATTRIBUTES = [
 ]  # fmt: skip
 
 
-SHAPES = ("search", "scan", "patch", "big-patch", "group-get", "members")
+SHAPES = ("search", "scan", "patch", "big-patch", "group-get", "members", "members-100")
+ENTRA_MEMBERS = 100
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 GROUP_MEMBERS = 1000
 PROBE_INTERVAL = 0.005
@@ -135,8 +138,9 @@ Shape = tuple[str, str, str, bytes | None]
 requests, does not spend milliseconds encoding a 250 KB body before each attacking request."""
 
 
-def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_id: str, ids: list[str]) -> list[Shape]:
-    """(name, method, url, json body) of each attacking request; the last of ``members`` undoes the one before."""
+def attacks(args: argparse.Namespace, user_id: str, groups: list[str], ids: list[str]) -> list[Shape]:
+    """(name, method, url, json body) of each attacking request; the second of ``members`` (and of
+    ``members-100``) undoes the first. ``groups``: the 1,000-member group and two empty ones."""
     if args.attack == "issue":
         return [("search-21000", "POST", "/Users/.search", encoded({"attributes": ["userName"] * 21000, "count": 200}))]
     scan = " or ".join(f'title eq "t{i}"' for i in range(99)) + " or title pr"
@@ -144,7 +148,9 @@ def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_
         {"op": "replace", "path": f'emails[value eq "a{i % 3}@x.org"].display', "value": f"d{i}"} for i in range(100)
     ]
     big = [{"op": "replace", "path": "displayName", "value": f"{i:04d}" + "x" * 2396} for i in range(100)]
+    group_id, member_group_id, entra_group_id = groups
     members = [{"value": i} for i in ids[:GROUP_MEMBERS]]
+    entra = [{"value": i} for i in ids[:ENTRA_MEMBERS]]
     shapes = [
         ("search", "POST", "/Users/.search", {"attributes": ATTRIBUTES, "count": 1000}),
         ("scan", "GET", f"/Users?count=200&filter={scan}", None),
@@ -155,6 +161,10 @@ def attacks(args: argparse.Namespace, user_id: str, group_id: str, member_group_
          {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": members}]}),
         ("members", "PATCH", f"/Groups/{member_group_id}",
          {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members", "value": members}]}),
+        ("members-100", "PATCH", f"/Groups/{entra_group_id}",
+         {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": entra}]}),
+        ("members-100", "PATCH", f"/Groups/{entra_group_id}",
+         {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members", "value": entra}]}),
     ]  # fmt: skip
     return [(name, method, url, encoded(body)) for name, method, url, body in shapes if args.only in (None, name)]
 
@@ -332,9 +342,9 @@ async def _attack(
         return statuses
 
 
-async def setup(them: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list[str], str, str]:
+async def setup(them: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The attacking tenant's users (``--users`` of them searchable by the scan, 1,000 in all for the groups), a
-    group with 1,000 members and an empty one."""
+    group with 1,000 members and two empty ones."""
     emails = [{"value": f"a{i}@x.org", "type": "work"} for i in range(3)]
     ids: list[str] = []
     gate = asyncio.Semaphore(8)
@@ -351,14 +361,14 @@ async def setup(them: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list
     await asyncio.gather(*(create(index) for index in range(max(args.users, GROUP_MEMBERS))))
     ids.sort()
     groups = []
-    for name in ("big", "empty"):
+    for name in ("big", "empty", "entra"):
         response = await them.post("/Groups", json={"schemas": [GROUP], "displayName": name})
         assert response.status_code == 201, response.text
         groups.append(response.json()["id"])
     add = [{"op": "add", "path": "members", "value": [{"value": i} for i in ids[:GROUP_MEMBERS]]}]
     response = await them.patch(f"/Groups/{groups[0]}", json={"schemas": [PATCH], "Operations": add})
     assert response.status_code in (200, 204), response.text
-    return ids, groups[0], groups[1]
+    return ids, groups
 
 
 def report(name: str, phases: dict[str, Series]) -> None:
@@ -460,8 +470,8 @@ async def run(
         user_name = f"victim-{secrets.token_hex(3)}@example.com"
         assert (await me.post("/Users", json={"schemas": [USER], "userName": user_name})).status_code == 201
         await table.upsert_entity({"PartitionKey": "bench", "RowKey": "probe"})  # the endpoint made the table
-        ids, group_id, member_group_id = await setup(them, args)
-        shapes = attacks(args, ids[0], group_id, member_group_id, ids)
+        ids, groups = await setup(them, args)
+        shapes = attacks(args, ids[0], groups, ids)
 
         print(f"{'attacking request':<22}{'status':>7}{'server CPU ms':>15}")
         for name, method, url, body in shapes:

@@ -16,10 +16,13 @@ bench/fairness.py). Three rules keep each tenant its share:
   retries 429); one that has written keeps waiting, so that it never fails half done.
 - **Storage calls.** A tenant's calls hold at most :data:`STORAGE_CALLS_PER_TENANT` of the instance's storage
   connections, so another tenant's call never queues for one behind them. A heavy request's calls share
-  :data:`HEAVY_STORAGE_CALLS_PER_TENANT` slots per tenant, and each answer waits for a turn before it is decoded
-  (:func:`answer_turn`): decoding costs CPU (a 200-user page reads 200 users' groups), and a hundred answers landing
-  together would hold the loop for a hundred milliseconds; on a shared storage account, the calls would also queue
-  ahead of every other tenant's.
+  :data:`HEAVY_STORAGE_CALLS_PER_TENANT` slots per tenant. A call of a heavy request, or one past a request's first
+  :data:`UNPACED_CALLS` in flight, goes out in a turn and its answer waits for a turn before it is decoded
+  (:func:`storage_call`, :func:`answer_turn`): sending and decoding cost CPU (a third of a millisecond a call), and
+  a hundred calls sent in one step, or a hundred answers landing together, hold the loop for tens of
+  milliseconds; on a shared storage account, the calls would also queue ahead of every other tenant's. Light
+  requests count here too: four of Entra's 100-member PATCHes at once, each reading its 100 members together, made
+  another tenant's p99 6-11x its own (bench/fairness.py, ``members-100``).
 """
 
 import asyncio
@@ -43,13 +46,20 @@ and its re-send after a timeout (a read per edge before deleting), make about 10
 over 1,000, and their answers are as much CPU as a page."""
 HEAVY_REQUESTS_PER_TENANT = 1
 """Heavy requests one tenant runs at once on an instance: Entra never sends two pages or scans at once for a job."""
-STORAGE_CALLS_PER_TENANT = 192
+STORAGE_CALLS_PER_TENANT = 128
 """Storage calls one tenant has in flight on an instance, light requests or heavy, out of the process's 256
 connections (scim/store/tables.py): four 1,000-member PATCHes of one tenant (128 calls each) took every connection,
-and another tenant's lookup queued for one behind hundreds of calls. Entra's 100-member PATCH needs 101 at once."""
+and another tenant's lookup queued for one behind hundreds of calls. Entra's 100-member PATCH needs 101 at once, and
+gets them. Not more: every call in flight holds about 110 objects (the SDK's pipeline is 28 coroutines deep), which
+every young garbage collection walks and cannot free; with 192, four of those PATCHes at once made collections of
+3-11 ms (bench/fairness.py, ``members-100``)."""
 HEAVY_STORAGE_CALLS_PER_TENANT = 16
 """Storage calls of one tenant's heavy requests in flight together: enough to hide storage latency on a page of
 groups reads (200 reads in 13 rounds), few enough that their answers, decoded on the loop, stay a few milliseconds."""
+UNPACED_CALLS = 8
+"""Storage calls a light request has in flight before the next ones go out and come back in turns: Entra's lookups
+and writes make one to three and never wait for a turn; its 100-member PATCH sends its first 8 reads at once and the
+other 93 a turn each, in the same round trip (they would have gone out one after another in one long step)."""
 ADMISSION_WAIT_SECONDS = 10.0
 """How long a heavy request waits for its tenant's slot before a 429: half the request budget, so the answer comes
 well before Entra's own timeout."""
@@ -162,6 +172,7 @@ class _Request:
     has_written: Callable[[], bool]
     turns: int = 0
     storage_calls: int = 0
+    calls_in_flight: int = 0
     heavy: bool = False
     refused: errors.ScimError | None = None
     admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -238,14 +249,23 @@ async def turn_if(costly: bool) -> AsyncIterator[None]:
         yield
 
 
+_PACED: ContextVar[bool] = ContextVar("scim_paced_call", default=False)
+"""Whether the storage call running in this task went out in a turn, so that its answer is decoded in one too."""
+
+
 async def answer_turn() -> None:
-    """Before a heavy request decodes a storage answer (the SDK's parsing and the caller's work up to its next
-    await, a millisecond or more per call), wait for its turn like any other slice; light requests go straight on."""
+    """Before a paced storage call's answer is decoded (the SDK's parsing and the caller's work up to its next
+    await), wait for a turn like any other slice; other calls go straight on."""
     share = _REQUEST.get()
-    if share is None or not share.heavy:
-        return
+    if share is not None and (share.heavy or _PACED.get()):
+        await _pass_turn(share.tenant)
+
+
+async def _pass_turn(tenant: str) -> None:
+    """Wait for this tenant's turn, let every task already ready run, and hand the turn on: the step that follows
+    (one call's sending or decoding) runs between other tenants' steps, not in a burst of its own."""
     turns = _shared().turns
-    await turns.acquire(share.tenant)
+    await turns.acquire(tenant)
     try:
         await asyncio.sleep(0)
     finally:
@@ -257,7 +277,8 @@ async def storage_call() -> AsyncIterator[None]:
     """One storage call's slot: one of the tenant's :data:`STORAGE_CALLS_PER_TENANT` for a light request (a
     100-member PATCH reads 101 rows at once, in one round trip), and also one of its few for a heavy one. Counting
     calls here is what makes a request heavy that takes no turns (a 1,000-member PATCH: 1,000 reads, then 20
-    transactions)."""
+    transactions). A call of a heavy request, or one past the request's first :data:`UNPACED_CALLS` in flight, is
+    sent in a turn of its own (the pipeline's work and the socket write happen in the step after it)."""
     share = _REQUEST.get()
     if share is None:
         yield
@@ -268,7 +289,22 @@ async def storage_call() -> AsyncIterator[None]:
     tenant = _shared().tenant(share.tenant)
     async with tenant.calls:
         if not share.heavy:
-            yield
+            async with _in_flight(share):
+                yield
             return
-        async with tenant.storage:
+        async with tenant.storage, _in_flight(share):
             yield
+
+
+@asynccontextmanager
+async def _in_flight(share: _Request) -> AsyncIterator[None]:
+    share.calls_in_flight += 1
+    paced = share.heavy or share.calls_in_flight > UNPACED_CALLS
+    marked = _PACED.set(paced)
+    try:
+        if paced:
+            await _pass_turn(share.tenant)
+        yield
+    finally:
+        share.calls_in_flight -= 1
+        _PACED.reset(marked)

@@ -573,7 +573,7 @@ class TableStore:
 
 
 class _SharedTransport(AioHttpTransport):
-    """azure-core's aiohttp transport, whose answers to a heavy request wait for a turn at the CPU before the SDK
+    """azure-core's aiohttp transport, whose answers to a paced call wait for a turn at the CPU before the SDK
     decodes them (:func:`scim.cpu_share.answer_turn`): the transport is the one place between the wire and the
     decoding that the SDK lets us own."""
 

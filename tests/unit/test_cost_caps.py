@@ -233,6 +233,76 @@ async def test_a_tenants_storage_calls_hold_at_most_their_share_of_the_connectio
     assert started[-1] == "extra"
 
 
+async def test_a_wide_requests_calls_past_the_first_few_go_out_and_come_back_a_turn_each():
+    """Entra's 100-member PATCH reads its members at once. Its first UNPACED_CALLS calls go out in one step and
+    their answers are decoded at once; each later one goes out, and is decoded, in a step of its own, so that
+    another task runs between two of them rather than after all of them."""
+    ticks = 0
+    sent: list[int] = []
+    """The ticker's count when each call went out."""
+    waited: dict[int, int] = {}
+    """Ticks each call's answer waited before it could be decoded."""
+    answered = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def call(index: int) -> None:
+        async with cpu_share.storage_call():
+            sent.append(ticks)
+            await answered.wait()
+            before = ticks
+            await cpu_share.answer_turn()
+            waited[index] = ticks - before
+
+    calls = 40
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    async with cpu_share.request(f"wide-{secrets.token_hex(4)}", lambda: False):
+        tasks = [asyncio.create_task(call(index)) for index in range(calls)]
+        for _ in range(1000):
+            if len(sent) == calls:
+                break
+            await asyncio.sleep(0)
+        answered.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    stop.set()
+    await ticking
+    unpaced = cpu_share.UNPACED_CALLS
+    assert len(sent) == calls
+    assert len(set(sent[:unpaced])) == 1  # one step
+    assert all(later > earlier for earlier, later in itertools.pairwise(sent[unpaced - 1 :]))
+    assert [waited[index] for index in range(unpaced)] == [0] * unpaced  # decoded straight away
+    assert all(waited[index] >= 1 for index in range(unpaced, calls))
+
+
+async def test_a_single_call_of_a_light_request_never_waits_for_a_turn():
+    """Entra's lookups make one to three calls: they neither go out nor come back in a turn, even while another
+    tenant holds it."""
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with cpu_share.request(f"busy-{secrets.token_hex(4)}", lambda: False), cpu_share.turn():
+            held.set()
+            await release.wait()
+
+    async def lookup() -> None:
+        async with cpu_share.request(f"light-{secrets.token_hex(4)}", lambda: False):
+            for _ in range(3):
+                async with cpu_share.storage_call():
+                    await cpu_share.answer_turn()
+
+    holding = asyncio.create_task(holder())
+    await held.wait()
+    await asyncio.wait_for(lookup(), 1)
+    release.set()
+    await holding
+
+
 async def test_reads_get_the_heavy_requests_few_workers_once_they_must_be_heavy():
     assert cpu_share.read_workers(100, 100) == 100  # Entra's 100-member batch: one round trip
     assert cpu_share.read_workers(cpu_share.LIGHT_STORAGE_CALLS, 100) == 100
