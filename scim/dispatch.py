@@ -294,13 +294,17 @@ class UnconfiguredEndpoint:
 _shared: ScimEndpoint | UnconfiguredEndpoint | None = None
 
 
-YOUNG_COLLECTION_THRESHOLD = 7_000
+YOUNG_COLLECTION_THRESHOLD = 20_000
 """Objects allocated and not yet freed after which the collector walks the youngest generation (CPython's default
 is 700). Most of a request's objects are freed by reference counting within it, so 700 was met in the middle of
 every large request: during bench/fairness.py's mix of costliest requests, 129 collections in 8 s, each a loop
 step of up to 2 ms, and every tenth a walk of the older generation too (up to 1.5 ms), every hundredth of all live
-objects (3.4 ms), whatever request was running; with 7,000, one collection in those 8 s. Garbage in reference
-cycles is not freed by counting, so it still counts: at most 7,000 such objects wait for a collection."""
+objects (3.4 ms), whatever request was running. What is left over after reference counting is mostly objects still
+in use: every storage call in flight is about 110 (a tenant may have 128 in flight,
+:data:`scim.cpu_share.STORAGE_CALLS_PER_TENANT`). With 7,000, four of Entra's 100-member PATCHes at once crossed
+it again and again while their calls went out: 61 collections in 20 s, 3.4 ms each on average, freeing nothing;
+with 20,000, three. Garbage in reference cycles is not freed by counting, so it still counts: at most 20,000 such
+objects (a few megabytes) wait for a collection."""
 
 
 def settle_collector() -> None:
